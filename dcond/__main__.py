@@ -1,0 +1,3 @@
+from dcond.cli import main
+
+main()

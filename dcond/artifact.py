@@ -1,0 +1,417 @@
+"""Artifact format v1: the only code that reads or writes artifact folders (spec: docs/artifact-format.md).
+
+An artifact is a directory holding `dcond.json` (the manifest), a `README.md` card and the content files.
+The manifest lists every other file with its size and sha256; readers check a file against it before
+trusting it. Writers build the whole folder beside the target and rename it into place.
+"""
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save_file
+
+from dcond import __version__
+from dcond.data.spec import DatasetSpec
+from dcond.errors import DcondError
+
+FORMAT, FORMAT_VERSION = "dcond-artifact", 1
+MANIFEST, CARD, METRICS = "dcond.json", "README.md", "metrics.json"
+ANNOTATIONS = frozenset({CARD, METRICS})  # may change after creation (evaluate adds metrics); not in the digest
+KINDS = ("model", "images", "labels", "generator")
+IMAGES_DIR = "images"
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def content_digest(manifest: dict[str, Any]) -> str:
+    """Identity of an artifact's content: kind, dataset, kind section and content files (not annotations)."""
+    files = {k: v for k, v in manifest["files"].items() if k not in ANNOTATIONS}
+    body = {k: manifest.get(k) for k in ("format_version", "kind", "dataset", manifest["kind"])} | {"files": files}
+    return "sha256:" + hashlib.sha256(_canonical(body)).hexdigest()
+
+
+def _listed_files(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+class Artifact:
+    """A validated, opened artifact. Files are checked against the manifest when read."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any]):
+        self.path, self.manifest = path, manifest
+
+    kind = property(lambda self: self.manifest["kind"])
+    digest = property(lambda self: self.manifest["digest"])
+    files = property(lambda self: self.manifest["files"])
+    parents = property(lambda self: self.manifest.get("parents", []))
+    producer = property(lambda self: self.manifest.get("producer", {}))
+
+    @property
+    def dataset(self) -> DatasetSpec:
+        return DatasetSpec.from_dict(self.manifest["dataset"])
+
+    @property
+    def section(self) -> dict[str, Any]:
+        """The kind-specific part of the manifest (manifest["model"] for a model, and so on)."""
+        return self.manifest.get(self.kind, {})
+
+    def file(self, name: str) -> Path:
+        """Path of a listed file, after checking its size and sha256 against the manifest."""
+        entry = self.files.get(name)
+        if entry is None:
+            raise DcondError(f"{self.path} has no file '{name}' in its manifest")
+        path = self.path / name
+        if not path.is_file():
+            raise DcondError(f"{self.path}: '{name}' is missing (run `dcond verify {self.path}`)")
+        if path.stat().st_size != entry["size"] or sha256_file(path) != entry["sha256"]:
+            raise DcondError(f"{self.path}: '{name}' is corrupted: its checksum does not match the manifest")
+        return path
+
+    def tensors(self, name: str) -> dict[str, torch.Tensor]:
+        return read_tensors(self.file(name))
+
+    def json(self, name: str) -> Any:
+        try:
+            return json.loads(self.file(name).read_text())
+        except json.JSONDecodeError as e:
+            raise DcondError(f"{self.path}: '{name}' is not valid JSON ({e})") from None
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.json(METRICS) if METRICS in self.files else {}
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_safetensors(path.read_bytes())
+    except (SafetensorError, ValueError, OSError) as e:
+        raise DcondError(f"{path} is not a readable safetensors file ({e})") from None
+
+
+def open_artifact(path: Path | str, kinds: Iterable[str] | None = None) -> Artifact:
+    """Open and validate an artifact folder; `kinds` restricts which kinds the caller accepts."""
+    path = Path(path)
+    if not path.exists():
+        raise DcondError(f"{path} does not exist")
+    if not (path / MANIFEST).is_file():
+        raise DcondError(f"{path} is not a dcond artifact (no {MANIFEST})")
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DcondError(f"{path / MANIFEST} is not valid JSON ({e})") from None
+    _validate_manifest(path, manifest)
+    kinds = tuple(kinds or KINDS)
+    if manifest["kind"] not in kinds:
+        raise DcondError(f"{path} is a {manifest['kind']} artifact; this needs a {' or '.join(kinds)} artifact")
+    return Artifact(path, manifest)
+
+
+def _validate_manifest(path: Path, m: Any) -> None:
+    def bad(why: str) -> DcondError:
+        return DcondError(f"{path / MANIFEST} is malformed: {why}")
+
+    if not isinstance(m, dict) or m.get("format") != FORMAT:
+        raise bad(f"'format' is not '{FORMAT}'")
+    if m.get("format_version") != FORMAT_VERSION:
+        raise DcondError(f"{path} has artifact format version {m.get('format_version')}; "
+                         f"this dcond reads version {FORMAT_VERSION}")
+    if m.get("kind") not in KINDS:
+        raise bad(f"unknown kind {m.get('kind')!r}")
+    files = m.get("files")
+    if not isinstance(files, dict):
+        raise bad("'files' is missing")
+    for name, entry in files.items():
+        parts = Path(name).parts
+        if Path(name).is_absolute() or ".." in parts or name == MANIFEST:
+            raise bad(f"file entry '{name}' points outside the artifact")
+        if not isinstance(entry, dict) or not isinstance(entry.get("size"), int) or \
+                not isinstance(entry.get("sha256"), str):
+            raise bad(f"file entry '{name}' lacks size or sha256")
+    if not isinstance(m.get("dataset"), dict) or not isinstance(m.get("digest"), str):
+        raise bad("'dataset' or 'digest' is missing")
+    DatasetSpec.from_dict(m["dataset"])
+
+
+@dataclass
+class VerifyReport:
+    path: Path
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+    digest_ok: bool = True
+    checked: int = 0
+
+    @property
+    def intact(self) -> bool:
+        return not (self.missing or self.extra or self.mismatched) and self.digest_ok
+
+
+def verify(path: Path | str) -> VerifyReport:
+    """Recompute every checksum; report missing, extra and mismatched files separately."""
+    art = open_artifact(path)
+    report = VerifyReport(art.path)
+    for name, entry in sorted(art.files.items()):
+        p = art.path / name
+        if not p.is_file():
+            report.missing.append(name)
+        elif p.stat().st_size != entry["size"] or sha256_file(p) != entry["sha256"]:
+            report.mismatched.append(name)
+        report.checked += 1
+    report.extra = [n for n in _listed_files(art.path) if n not in art.files]
+    report.digest_ok = content_digest(art.manifest) == art.digest
+    return report
+
+
+def parent_entry(art: Artifact, role: str) -> dict[str, Any]:
+    return {"role": role, "kind": art.kind, "digest": art.digest, "path": str(art.path.resolve()),
+            "stage": art.producer.get("stage")}
+
+
+def _lineage(parents: list[Artifact]) -> list[dict[str, Any]]:
+    """Every ancestor once, oldest first, so an artifact shows where it came from without its parents at hand."""
+    seen: dict[str, dict[str, Any]] = {}
+    for p in parents:
+        for a in p.manifest.get("lineage", []) + [{"digest": p.digest, "kind": p.kind,
+                                                   "stage": p.producer.get("stage")}]:
+            seen.setdefault(a["digest"], a)
+    return list(seen.values())
+
+
+def default_out(stage: str, root: Path = Path("runs")) -> Path:
+    """A new folder under ./runs named after the stage and the time."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out, n = root / f"{stage}-{stamp}", 1
+    while out.exists():
+        n += 1
+        out = root / f"{stage}-{stamp}-{n}"
+    return out
+
+
+class ArtifactWriter:
+    """Builds an artifact in a work folder beside `out` and renames it into place when complete.
+
+    On failure the work folder is removed, unless `resume_key` is given: then it is kept under a name
+    derived from that key, and a later writer with the same key continues from what is in it.
+    """
+
+    def __init__(self, out: Path | None, kind: str, dataset: DatasetSpec, *, stage: str, config: dict[str, Any],
+                 parents: Iterable[tuple[str, Artifact]] = (), force: bool = False, resume_key: str | None = None):
+        if kind not in KINDS:
+            raise ValueError(f"unknown artifact kind {kind}")
+        self.out = Path(out) if out is not None else default_out(stage)
+        self.kind, self.dataset, self.stage = kind, dataset, stage
+        self.config = json.loads(json.dumps(config, default=str))  # paths and the like, as the manifest holds them
+        self._parents = list(parents)
+        self.force, self.resume_key = force, resume_key
+        self.section: dict[str, Any] = {}
+        self.metrics: dict[str, Any] = {}
+        self.card: dict[str, Any] = {"title": f"dcond {kind} artifact", "summary": "", "usage": []}
+        _check_target(self.out, force)
+        self.dir: Path = Path()
+        self.resumed = False
+
+    def __enter__(self) -> "ArtifactWriter":
+        parent = self.out.resolve().parent
+        parent.mkdir(parents=True, exist_ok=True)
+        if self.resume_key is None:
+            self.dir = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=parent))
+        else:
+            self.dir = parent / f".{self.stage}-{self.resume_key[:16]}.partial"
+            self.resumed = self.dir.exists()
+            self.dir.mkdir(exist_ok=True)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self._commit()
+        elif self.resume_key is None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    @property
+    def scratch(self) -> Path:
+        """A folder for resumable intermediate state; removed before the artifact is committed."""
+        path = self.dir / ".scratch"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def path(self, name: str) -> Path:
+        p = self.dir / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def save_tensors(self, name: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, self.path(name), metadata=metadata)
+
+    def write_json(self, name: str, obj: Any) -> None:
+        self.path(name).write_text(json.dumps(obj, indent=2) + "\n")
+
+    def _commit(self) -> None:
+        shutil.rmtree(self.dir / ".scratch", ignore_errors=True)
+        if self.metrics:
+            self.write_json(METRICS, self.metrics)
+        parents = [parent_entry(a, role) for role, a in self._parents]
+        manifest: dict[str, Any] = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "kind": self.kind,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "dataset": self.dataset.to_dict(), self.kind: self.section,
+            "producer": _producer(self.stage, self.config), "parents": parents,
+            "lineage": _lineage([a for _, a in self._parents]), "card": self.card,
+        }
+        manifest["files"] = {n: _entry(self.dir / n) for n in _listed_files(self.dir) if n != CARD}
+        _seal(self.dir, manifest, self.metrics)
+        _shareable(self.dir)
+        _replace_dir(self.dir, self.out)
+
+
+def _producer(stage: str, config: dict[str, Any]) -> dict[str, Any]:
+    return {"stage": stage, "argv": ["dcond", *sys.argv[1:]] if Path(sys.argv[0]).name == "dcond" else sys.argv,
+            "config": config, "seed": config.get("seed"), "dcond_version": __version__,
+            "torch_version": torch.__version__, "python": platform.python_version()}
+
+
+def _entry(path: Path) -> dict[str, Any]:
+    return {"size": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def _seal(root: Path, manifest: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """Given manifest["files"] listing the content, write the card and then the manifest, each atomically."""
+    manifest["digest"] = content_digest(manifest)
+    _atomic_write(root / CARD, render_card(manifest, metrics))
+    manifest["files"] = dict(sorted((manifest["files"] | {CARD: _entry(root / CARD)}).items()))
+    _atomic_write(root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+
+
+def _shareable(root: Path) -> None:
+    """Give the folder the modes the umask allows (temporary folders and some writers create private files)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in [root, *root.rglob("*")]:
+        p.chmod((0o777 if p.is_dir() else 0o666) & ~umask)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _check_target(out: Path, force: bool) -> None:
+    if not out.exists():
+        return
+    if not force:
+        raise DcondError(f"{out} already exists; pass --force to replace it, or choose another --out")
+    if not out.is_dir() or not ((out / MANIFEST).is_file() or not any(out.iterdir())):
+        raise DcondError(f"{out} exists and is not a dcond artifact; not replacing it, even with --force")
+
+
+def _replace_dir(src: Path, out: Path) -> None:
+    _check_target(out, force=True)
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(src, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, out)
+
+
+def class_folder(index: int, name: str, num_classes: int) -> str:
+    """`007_Sneaker`: the index prefix keeps the class order when other tools sort folders as an ImageFolder."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+    return f"{index:0{max(3, len(str(num_classes - 1)))}d}_{safe}"
+
+
+def save_images(w: ArtifactWriter, images: torch.Tensor, labels: torch.Tensor) -> None:
+    """Write uint8 N×C×H×W images as PNG class folders and describe them in the kind section."""
+    spec, counts = w.dataset, torch.bincount(labels, minlength=w.dataset.num_classes)
+    for c in range(spec.num_classes):
+        folder = w.dir / IMAGES_DIR / class_folder(c, spec.classes[c], spec.num_classes)
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, img in enumerate(images[labels == c]):
+            array = img.permute(1, 2, 0).cpu().numpy()
+            Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(folder / f"{i:05d}.png")
+    w.section |= {"images_dir": IMAGES_DIR, "count": len(labels), "per_class": counts.tolist()}
+
+
+def image_files(art: Artifact) -> tuple[list[Path], list[int]]:
+    """The checked PNG files of an images or labels artifact and their class indices, in class order."""
+    spec = art.dataset
+    folders = {class_folder(c, n, spec.num_classes): c for c, n in enumerate(spec.classes)}
+    paths, labels = [], []
+    for name in sorted(art.files):
+        parts = name.split("/")
+        if len(parts) == 3 and parts[0] == IMAGES_DIR and parts[1] in folders:
+            paths.append(art.file(name))
+            labels.append(folders[parts[1]])
+    if not paths:
+        raise DcondError(f"{art.path} holds no images under {IMAGES_DIR}/")
+    return paths, labels
+
+
+def update_metrics(art: Artifact, key: str, metrics: dict[str, Any]) -> None:
+    """Record metrics (an evaluation) in an existing artifact: metrics.json, card and manifest are rewritten."""
+    all_metrics = art.metrics | {key: metrics}
+    _atomic_write(art.path / METRICS, json.dumps(all_metrics, indent=2) + "\n")
+    manifest = dict(art.manifest)
+    manifest["files"] = {k: v for k, v in art.files.items() if k != CARD} | {METRICS: _entry(art.path / METRICS)}
+    _seal(art.path, manifest, all_metrics)
+    art.manifest = manifest
+
+
+def render_card(manifest: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """A README card: YAML front matter in the style of model and dataset cards, then prose."""
+    ds, card, prod = manifest["dataset"], manifest.get("card", {}), manifest["producer"]
+    front = {"library_name": "dcond", "dcond_kind": manifest["kind"], "dcond_format_version": FORMAT_VERSION,
+             "digest": manifest["digest"], "dataset": ds["name"], "num_classes": len(ds["classes"]),
+             "image_size": ds["image_size"], "channels": ds["channels"],
+             "parents": [p["digest"] for p in manifest.get("parents", [])],
+             "tags": ["dataset-condensation", "dcond", manifest["kind"]]}
+    front["metrics"] = {key: {name: round(value, 6) for name, value in m.items() if isinstance(value, (int, float))}
+                        for key, m in metrics.items()}
+    lines = ["---", *(f"{k}: {json.dumps(v)}" for k, v in front.items()), "---", "",
+             f"# {card.get('title', 'dcond artifact')}", ""]
+    if card.get("summary"):
+        lines += [card["summary"], ""]
+    lines += ["## How it was made", "", "```", " ".join(prod["argv"]), "```", "",
+              f"Stage `{prod['stage']}`, dcond {prod['dcond_version']}, torch {prod['torch_version']}, "
+              f"seed {prod.get('seed')}, created {manifest['created']}. The full configuration is in `{MANIFEST}`.", ""]
+    for p in manifest.get("parents", []):
+        lines.append(f"- {p['role']}: {p['kind']} artifact `{p['digest']}`")
+    lines += ["", f"Dataset: {ds['name']} ({len(ds['classes'])} classes, {ds['channels']}×{ds['image_size']}"
+                  f"×{ds['image_size']}).", ""]
+    if metrics:
+        lines += ["## Metrics", "", "| evaluation | metric | value |", "|---|---|---|"]
+        lines += [f"| {key} | {name} | {value:.4f} |" for key, m in metrics.items() for name, value in m.items()
+                  if isinstance(value, float)]
+        lines.append("")
+    lines += ["## How to use", "", "```", *card.get("usage", []), "dcond inspect <this folder>",
+              "dcond verify <this folder>", "```", "", "## Files", "", "| file | bytes |", "|---|---|"]
+    lines += [f"| `{n}` | {e['size']} |" for n, e in manifest["files"].items() if n != CARD]
+    return "\n".join(lines) + "\n"

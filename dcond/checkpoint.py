@@ -1,0 +1,44 @@
+"""Training checkpoints (model, optimiser state, progress) as safetensors, for resuming interrupted stages."""
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+
+def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, progress: dict[str, Any]) -> None:
+    tensors = {f"model.{k}": v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    scalars = {}
+    for idx, state in opt["state"].items():
+        for name, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{idx}.{name}"] = value.detach().cpu().clone()
+            else:
+                scalars[f"{idx}.{name}"] = value
+    meta = {"param_groups": opt["param_groups"], "scalars": scalars, "progress": progress}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, tmp, metadata={"checkpoint": json.dumps(meta)})
+    os.replace(tmp, path)  # a checkpoint is either the old one or the new one, never half of each
+
+
+def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore model and optimiser from `path`; returns the saved progress."""
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as f:
+        meta = json.loads(f.metadata()["checkpoint"])
+    tensors = load_file(path)
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in list(tensors.items()) + list(meta["scalars"].items()):
+        if key.startswith("model."):
+            continue
+        idx, name = key.removeprefix("optim.").split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return meta["progress"]

@@ -1,0 +1,59 @@
+"""The `dcond` command: one Typer app whose commands are thin wrappers over the stage functions."""
+
+import os
+import sys
+
+import click
+import typer
+
+from dcond import __version__
+from dcond.cli.artifacts import evaluate_cmd, inspect_cmd, verify_cmd
+from dcond.cli.train import train_teacher_cmd
+from dcond.errors import DcondError
+
+app = typer.Typer(name="dcond", help="Dataset condensation as a chain of stages over artifact folders.",
+                  add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+app.command("train-teacher")(train_teacher_cmd)
+app.command("evaluate")(evaluate_cmd)
+app.command("inspect")(inspect_cmd)
+app.command("verify")(verify_cmd)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Dataset condensation as a chain of stages over artifact folders."""
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def main() -> None:
+    """Entry point: errors become one line on stderr and a non-zero exit (DCOND_DEBUG=1 shows the traceback)."""
+    debug = os.environ.get("DCOND_DEBUG") == "1"
+    try:
+        app(standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx else ""
+        _fail(e.format_message().replace("\n", " ") + hint, e.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        _fail("interrupted", 130)
+    except DcondError as e:
+        if debug:
+            raise
+        _fail(str(e), 1)
+    except Exception as e:  # an unexpected failure: still one line, unless debugging
+        if debug:
+            raise
+        _fail(f"{type(e).__name__}: {e} (set DCOND_DEBUG=1 to see the traceback)", 1)

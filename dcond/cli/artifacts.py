@@ -1,0 +1,84 @@
+"""Commands that look at artifacts: evaluate, inspect, verify."""
+
+import json as jsonlib
+from typing import Any
+
+from dcond.artifact import Artifact, open_artifact, verify
+from dcond.cli.common import (Data, DataRoot, Device, Download, ImageSize, InputArtifact, Json, Subset, data_options,
+                              emit, input_path)
+from dcond.stages.evaluate import EvalConfig, evaluate_artifact
+
+
+def evaluate_cmd(artifact: InputArtifact = None, data: Data = "", data_root: DataRoot = None,
+                 download: Download = False, image_size: ImageSize = 32, subset: Subset = None,
+                 batch_size: int = EvalConfig.batch_size, device: Device = EvalConfig.device,
+                 json: Json = False) -> None:
+    """Top-1, top-5 and per-class accuracy of a model artifact on a test split (by default its own dataset)."""
+    path = input_path(artifact)
+    opts = data_options(data, data_root, download, image_size, subset)
+    metrics = evaluate_artifact(path, opts, EvalConfig(batch_size=batch_size, device=device))
+    emit(path, json, {"metrics": metrics})
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""
+
+
+def describe(art: Artifact) -> dict[str, Any]:
+    ds, prod = art.dataset, art.producer
+    return {"path": str(art.path), "kind": art.kind, "digest": art.digest, "created": art.manifest.get("created"),
+            "dataset": {"name": ds.name, "classes": len(ds.classes), "shape": [ds.channels, ds.image_size,
+                                                                               ds.image_size]},
+            "made_by": {"argv": prod.get("argv"), "dcond": prod.get("dcond_version"),
+                        "torch": prod.get("torch_version"), "seed": prod.get("seed")},
+            "files": len(art.files), "bytes": sum(e["size"] for e in art.files.values()),
+            art.kind: {k: v for k, v in art.section.items() if not isinstance(v, (dict, list)) or len(str(v)) < 120},
+            "parents": art.parents, "lineage": art.manifest.get("lineage", []),
+            "metrics": {k: {n: v for n, v in m.items() if isinstance(v, (int, float))} for k, m in art.metrics.items()}}
+
+
+def inspect_cmd(artifact: InputArtifact = None, json: Json = False) -> None:
+    """A readable summary of an artifact (kind, dataset, sizes, lineage, metrics), without loading tensors."""
+    d = describe(open_artifact(input_path(artifact)))
+    if json:
+        print(jsonlib.dumps(d, indent=2))
+        return
+    rows = [("kind", d["kind"]), ("digest", d["digest"]),
+            ("dataset", f"{d['dataset']['name']}: {d['dataset']['classes']} classes, "
+                        f"{'×'.join(map(str, d['dataset']['shape']))}"),
+            ("made by", f"{' '.join(d['made_by']['argv'] or [])} (dcond {d['made_by']['dcond']}, "
+                        f"torch {d['made_by']['torch']}, seed {d['made_by']['seed']}), {d['created']}"),
+            ("size", f"{d['files']} files, {_size(d['bytes'])}")]
+    rows += [(f"{d['kind']}.{k}", str(v)) for k, v in d[d["kind"]].items()]
+    rows += [("parent", f"{p['role']}: {p['kind']} {p['digest'][:19]}… at {p['path']}") for p in d["parents"]]
+    if d["lineage"]:
+        rows.append(("lineage", " → ".join(f"{a['kind']} {a['digest'][7:15]} ({a['stage']})" for a in d["lineage"])))
+    rows += [(f"metric {key}", ", ".join(f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in m.items()))
+             for key, m in d["metrics"].items()]
+    width = max(len(name) for name, _ in rows)
+    print(d["path"])
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
+
+
+def verify_cmd(artifact: InputArtifact = None, json: Json = False) -> None:
+    """Recompute every checksum; report missing, extra and mismatched files. Exit code 0 only when intact."""
+    report = verify(input_path(artifact))
+    problems = {"missing": report.missing, "extra": report.extra, "mismatched": report.mismatched}
+    if json:
+        print(jsonlib.dumps({"path": str(report.path), "intact": report.intact, "digest_ok": report.digest_ok,
+                             **problems}))
+    else:
+        for label, names in problems.items():
+            for name in names:
+                print(f"{label}: {name}")
+        if not report.digest_ok:
+            print("manifest: its digest does not match its file list (the manifest was edited)")
+        print(f"{'intact' if report.intact else 'NOT intact'}: {report.path} ({report.checked} files checked)")
+    if not report.intact:
+        raise SystemExit(1)
+

@@ -1,0 +1,63 @@
+"""What every command shares: option types, the input artifact (argument or stdin), and stdout output.
+
+Conventions: stdout carries only the path of the artifact a command wrote (or JSON with --json), so
+commands chain with `|`; everything for people goes to stderr.
+"""
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from dcond.artifact import open_artifact
+from dcond.data import DataOptions
+from dcond.errors import DcondError
+
+Data = Annotated[str, typer.Option("--data", help="Dataset: fashion-mnist, mnist, cifar10, cifar100, an ImageFolder "
+                                                  "directory, or a dcond images artifact.")]
+DataRoot = Annotated[Optional[Path], typer.Option("--data-root", help="Where named datasets live "
+                                                                     "(default: $DCOND_DATA_ROOT or ~/.cache/dcond/datasets).")]
+Download = Annotated[bool, typer.Option("--download", help="Download a named dataset with torchvision if missing.")]
+ImageSize = Annotated[int, typer.Option("--image-size", help="Side in pixels that ImageFolder images are resized to.")]
+Subset = Annotated[Optional[int], typer.Option("--subset", help="Use a class-balanced subset of N images (quick runs).")]
+Out = Annotated[Optional[Path], typer.Option("--out", help="Output artifact folder (default: a new folder under ./runs).")]
+Force = Annotated[bool, typer.Option("--force", help="Replace an existing output artifact.")]
+Json = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout instead of the path.")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+InputArtifact = Annotated[Optional[str], typer.Argument(help="Input artifact folder; '-' or nothing reads its path "
+                                                             "from stdin.", show_default=False)]
+
+
+def data_options(data: str, data_root: Optional[Path], download: bool, image_size: int,
+                 subset: Optional[int]) -> DataOptions:
+    return DataOptions(data=data, root=data_root, download=download, image_size=image_size, subset=subset)
+
+
+def input_path(arg: Optional[str]) -> Path:
+    """The input artifact: the argument, or the last line a previous command printed on stdin."""
+    if arg not in (None, "-"):
+        return Path(arg)
+    if sys.stdin is None or sys.stdin.isatty():
+        raise DcondError("no input artifact: give its path, or pipe in the output of another dcond command")
+    lines = [line.strip() for line in sys.stdin.read().splitlines() if line.strip()]
+    if not lines:
+        raise DcondError("no artifact path on stdin (did the previous command in the pipe fail?)")
+    last = lines[-1]
+    if last.startswith("{"):
+        try:
+            return Path(json.loads(last)["path"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise DcondError("stdin holds JSON without a 'path'") from None
+    return Path(last)
+
+
+def emit(path: Path, as_json: bool, result: dict[str, Any] | None = None) -> None:
+    """Report the artifact a command wrote: its path alone, or a JSON object with --json."""
+    if not as_json:
+        print(path, flush=True)
+        return
+    art = open_artifact(path)
+    print(json.dumps({"path": str(path), "kind": art.kind, "digest": art.digest, **(result or {})}), flush=True)

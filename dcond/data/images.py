@@ -1,0 +1,119 @@
+"""Labelled image sets as uint8 tensors, batched loading, and the uint8 <-> network-input conversion."""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from dcond.data.spec import DatasetSpec
+from dcond.errors import DcondError
+
+Batch = tuple[torch.Tensor, torch.Tensor]  # uint8 images N×C×H×W, int64 labels N
+
+
+class TensorImages(Dataset):
+    """Images held in memory as one uint8 tensor N×C×H×W."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
+            raise ValueError("TensorImages wants uint8 N×C×H×W images and N labels")
+        self.images, self.labels = images, labels.long()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> Batch:
+        return self.images[i], self.labels[i]
+
+    def __getitems__(self, indices: Sequence[int]) -> Batch:
+        idx = torch.as_tensor(indices)
+        return self.images[idx], self.labels[idx]
+
+    def take(self, indices: torch.Tensor) -> "TensorImages":
+        return TensorImages(self.images[indices], self.labels[indices])
+
+
+class FileImages(Dataset):
+    """Image files decoded on demand, centre-cropped to a square and resized to `size`."""
+
+    def __init__(self, paths: Sequence[Path], labels: torch.Tensor, channels: int, size: int):
+        self.paths, self.labels, self.channels, self.size = list(paths), labels.long(), channels, size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Batch:
+        return decode_image(self.paths[i], self.channels, self.size), self.labels[i]
+
+    def __getitems__(self, indices: Sequence[int]) -> Batch:
+        images = torch.stack([decode_image(self.paths[i], self.channels, self.size) for i in indices])
+        return images, self.labels[torch.as_tensor(indices)]
+
+    def take(self, indices: torch.Tensor) -> "FileImages":
+        return FileImages([self.paths[i] for i in indices.tolist()], self.labels[indices], self.channels, self.size)
+
+
+ImageDataset = TensorImages | FileImages
+
+
+def decode_image(path: Path, channels: int, size: int) -> torch.Tensor:
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if channels == 1 else "RGB")
+            if img.size != (size, size):
+                img = ImageOps.fit(img, (size, size), Image.Resampling.BILINEAR)
+            data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+    except OSError as e:
+        raise DcondError(f"cannot read image {path}: {e}") from None
+    return data.view(size, size, channels).permute(2, 0, 1).contiguous()
+
+
+def load_all(dataset: ImageDataset) -> TensorImages:
+    """The whole set in memory (small sets: condensed images, test subsets)."""
+    if isinstance(dataset, TensorImages):
+        return dataset
+    return TensorImages(*dataset.__getitems__(range(len(dataset))))
+
+
+def batches(dataset: ImageDataset, batch_size: int, shuffle: bool = False, seed: int = 0,
+            drop_last: bool = False, workers: int = 0) -> DataLoader:
+    """Batches of (uint8 images, labels), fetched a whole batch at a time."""
+    order = (RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)) if shuffle
+             else SequentialSampler(dataset))
+    return DataLoader(dataset, batch_sampler=BatchSampler(order, batch_size, drop_last),
+                      collate_fn=_whole_batch, num_workers=workers, persistent_workers=workers > 0)
+
+
+def _whole_batch(batch: Batch) -> Batch:
+    return batch
+
+
+def balanced_subset(dataset: ImageDataset, n: int, num_classes: int) -> ImageDataset:
+    """The first images of each class, n in all, as evenly spread over the classes as n allows."""
+    if n >= len(dataset):
+        return dataset
+    picks = []
+    for c in range(num_classes):
+        members = (dataset.labels == c).nonzero().flatten()
+        picks.append(members[: n // num_classes + (c < n % num_classes)])
+    return dataset.take(torch.cat(picks).sort().values)
+
+
+def class_indices(labels: torch.Tensor, num_classes: int) -> list[torch.Tensor]:
+    return [(labels == c).nonzero().flatten() for c in range(num_classes)]
+
+
+def to_input(images: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
+    """uint8 images -> normalised float network input, on the images' device."""
+    mean = torch.tensor(spec.mean, device=images.device).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std, device=images.device).view(1, -1, 1, 1)
+    return (images.float() / 255 - mean) / std
+
+
+def to_uint8(inputs: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
+    """Normalised float network input -> uint8 images (the inverse of `to_input`, rounded and clipped)."""
+    mean = torch.tensor(spec.mean, device=inputs.device).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std, device=inputs.device).view(1, -1, 1, 1)
+    return ((inputs * std + mean) * 255).round().clamp(0, 255).to(torch.uint8)

@@ -1,0 +1,90 @@
+"""What every training stage shares: device choice, mixed precision, optimisers, schedules, evaluation."""
+
+import math
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dcond.data import DatasetSpec, ImageDataset, batches, to_input
+from dcond.errors import DcondError
+
+DEVICES = ("auto", "cpu", "cuda")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "smoothing", "constant")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name not in DEVICES:
+        raise DcondError(f"--device must be one of {', '.join(DEVICES)}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DcondError("--device cuda was asked for, but no CUDA device is available")
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else name if name != "auto" else "cpu")
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA (no loss scaling needed); full precision on the CPU."""
+    if device.type == "cuda" and enabled:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def place(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move to the device; channels-last on CUDA, where convolutions run faster in it."""
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    return model.to(device, memory_format=memory_format)
+
+
+def make_optimizer(name: str, params, lr: float, weight_decay: float, momentum: float = 0.9):
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise DcondError(f"unknown optimizer '{name}' (known: {', '.join(OPTIMIZERS)})")
+
+
+def lr_factor(schedule: str, step: int, total: int, warmup: int = 0, zeta: float = 2.0) -> float:
+    """Learning-rate multiplier at `step` of `total`: linear warm-up, then cosine to 0, the 'smoothing'
+    schedule 0.5·(1 + cos(π·t/ζ)) of RDED/EDC (which ends at a fraction of the base rate), or constant."""
+    if step < warmup:
+        return (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * t))
+    if schedule == "smoothing":
+        return 0.5 * (1 + math.cos(math.pi * t / zeta))
+    if schedule == "constant":
+        return 1.0
+    raise DcondError(f"unknown schedule '{schedule}' (known: {', '.join(SCHEDULES)})")
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: ImageDataset, spec: DatasetSpec, device: torch.device,
+             batch_size: int = 500) -> dict[str, Any]:
+    """Top-1, top-5 and per-class accuracy, and mean cross-entropy, of `model` on `dataset`."""
+    model.eval()
+    k = min(5, spec.num_classes)
+    correct = torch.zeros(spec.num_classes)
+    seen = torch.zeros(spec.num_classes)
+    top_k, loss_sum = 0, 0.0
+    for images, labels in batches(dataset, batch_size):
+        with autocast(device):
+            logits = model(to_input(images.to(device), spec)).float().cpu()
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+        hits = logits.topk(k, dim=1).indices == labels[:, None]
+        correct.index_add_(0, labels, hits[:, 0].float())
+        seen.index_add_(0, labels, torch.ones(len(labels)))
+        top_k += int(hits.any(1).sum())
+    n = int(seen.sum())
+    if n == 0:
+        raise DcondError("the evaluation set is empty")
+    return {"top1": float(correct.sum() / n), f"top{k}": top_k / n, "loss": loss_sum / n, "samples": n,
+            "per_class": {name: float(correct[c] / seen[c]) if seen[c] else None
+                          for c, name in enumerate(spec.classes)}}

@@ -1,0 +1,63 @@
+"""Model registry, model artifacts, and outside checkpoints."""
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dcond.artifact import Artifact, read_tensors
+from dcond.errors import DcondError
+from dcond.models import convnet, resnet  # noqa: F401  (register the built-in models)
+from dcond.models.registry import MODELS, ModelSpec, create_model, parse_options
+
+WEIGHTS_FILE = "model.safetensors"
+
+__all__ = ["MODELS", "ModelSpec", "WEIGHTS_FILE", "bn_layers", "create_model", "load_model", "load_weights",
+           "parse_options", "state_tensors"]
+
+
+def bn_layers(model: nn.Module) -> list[tuple[str, nn.modules.batchnorm._BatchNorm]]:
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict as independent CPU tensors (safetensors refuses tensors that share memory)."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _apply_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [k for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
+    if missing or unexpected or wrong:
+        parts = [f"{label} {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}"
+                 for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
+        raise DcondError(f"weights in {source} do not fit the model: {'; '.join(parts)}")
+    model.load_state_dict(state)
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Load an outside checkpoint (.safetensors, or .pth/.pt read with weights_only=True) into `model`."""
+    if not path.is_file():
+        raise DcondError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        state = read_tensors(path)
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises several types for truncated files and refused pickles
+            raise DcondError(f"cannot load {path} as plain weights (weights_only=True): {e}") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DcondError(f"{path} does not hold a state dict of tensors")
+    _apply_state(model, {k.removeprefix("module."): v for k, v in state.items()}, str(path))
+
+
+def load_model(art: Artifact) -> nn.Module:
+    """The network stored in a model artifact, in eval mode on the CPU."""
+    model = create_model(ModelSpec.from_dict(art.section["spec"]))
+    _apply_state(model, art.tensors(WEIGHTS_FILE), str(art.path / WEIGHTS_FILE))
+    return model.eval()

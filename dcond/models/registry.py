@@ -1,0 +1,60 @@
+"""One registry resolves a model name to a network for given channels, classes and image size."""
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from torch import nn
+
+from dcond.errors import DcondError
+from dcond.registry import Registry
+
+MODELS: Registry = Registry("model")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a network: stored in every model artifact."""
+
+    name: str
+    in_chans: int
+    num_classes: int
+    image_size: int
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelSpec":
+        return cls(d["name"], int(d["in_chans"]), int(d["num_classes"]), int(d["image_size"]), dict(d["options"]))
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """`["width=64", "norm=instance"]` -> {"width": 64, "norm": "instance"}; values are JSON where they parse."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise DcondError(f"--model-opt '{pair}' is not KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def create_model(spec: ModelSpec) -> nn.Module:
+    from dcond.models import external
+
+    if spec.name in MODELS:
+        build = MODELS.get(spec.name)
+    elif external.is_external(spec.name):
+        build = external.builder(spec.name)
+    else:
+        raise DcondError(f"unknown model '{spec.name}' (known: {', '.join(MODELS.names())}; "
+                         "or timm:NAME, a timm model name, or tv:NAME for torchvision)")
+    try:
+        return build(spec.in_chans, spec.num_classes, spec.image_size, **spec.options)
+    except TypeError as e:
+        raise DcondError(f"model '{spec.name}' does not take these options {spec.options}: {e}") from None

@@ -1,0 +1,1 @@
+"""One module per pipeline stage: a typed config and a plain function that writes an artifact."""

@@ -1,0 +1,115 @@
+"""train-teacher: train a network on real data; store it with its test accuracy and per-class BN statistics."""
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from dcond.artifact import ArtifactWriter
+from dcond.bnstats import class_bn_statistics
+from dcond.checkpoint import load_checkpoint, save_checkpoint
+from dcond.data import DataOptions, batches, load_split, open_source, to_input
+from dcond.data.augment import random_crop_flip
+from dcond.engine import autocast, evaluate, lr_factor, make_optimizer, place, resolve_device, set_lr
+from dcond.errors import DcondError
+from dcond.log import info, progress
+from dcond.models import WEIGHTS_FILE, ModelSpec, bn_layers, create_model, load_weights, state_tensors
+
+BN_STATS_FILE = "bn_stats.safetensors"
+CHECKPOINT = "checkpoint.safetensors"
+
+
+@dataclass
+class TeacherConfig:
+    model: str = "convnet"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 6
+    batch_size: int = 128
+    lr: float = 0.05
+    optimizer: str = "sgd"
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup_epochs: int = 0
+    label_smoothing: float = 0.1
+    crop_pad: int = 2  # random pad-and-crop by up to this many pixels, plus horizontal flips; -1: no augmentation
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA
+    weights: Path | None = None  # start from an outside checkpoint (with --epochs 0: import it as a teacher)
+    workers: int = 0  # data-loading processes (for ImageFolder data)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
+            raise DcondError("--epochs must be >= 0, --batch-size >= 1 and --lr > 0")
+        if self.epochs == 0 and self.weights is None:
+            raise DcondError("--epochs 0 only makes sense with --weights (importing a trained network)")
+
+
+def train_teacher(data: DataOptions, cfg: TeacherConfig, out: Path | None = None, force: bool = False) -> Path:
+    source = open_source(data)
+    spec, train_set = load_split(data, "train", source)
+    _, test_set = load_split(replace(data, subset=None), "test", source)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model_spec = ModelSpec(cfg.model, spec.channels, spec.num_classes, spec.image_size, cfg.model_options)
+    model = create_model(model_spec)
+    if cfg.weights is not None:
+        load_weights(model, cfg.weights)
+    config = {"data": asdict(data), **asdict(cfg)}
+    key = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+    with ArtifactWriter(out, "model", spec, stage="train-teacher", config=config, force=force, resume_key=key) as w:
+        model = place(model, device)
+        _fit(model, train_set, spec, cfg, device, w.scratch / CHECKPOINT)
+        metrics = evaluate(model, test_set, spec, device)
+        info(f"test top-1 {metrics['top1']:.4f} on {metrics['samples']} images of {spec.name}")
+        w.save_tensors(WEIGHTS_FILE, state_tensors(model))
+        has_bn = bool(bn_layers(model))
+        if has_bn:
+            w.save_tensors(BN_STATS_FILE, class_bn_statistics(model, train_set, spec, device))
+        w.section = {"spec": model_spec.to_dict(), "parameters": sum(p.numel() for p in model.parameters()),
+                     "weights": WEIGHTS_FILE, "bn_stats": BN_STATS_FILE if has_bn else None,
+                     "bn_layers": [name for name, _ in bn_layers(model)], "train_images": len(train_set)}
+        w.metrics = {f"{spec.name}:test": metrics}
+        w.card |= {"title": f"Teacher {cfg.model} on {spec.name}",
+                   "summary": f"A `{cfg.model}` network trained on {len(train_set)} real {spec.name} images for "
+                              f"{cfg.epochs} epochs; test top-1 {metrics['top1']:.2%}. Holds the per-class "
+                              "BatchNorm statistics of the training data for class-wise synthesis.",
+                   "usage": ["dcond evaluate <this folder>"]}
+    return w.out
+
+
+def _fit(model: torch.nn.Module, train_set, spec, cfg: TeacherConfig, device: torch.device, ckpt: Path) -> None:
+    optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
+    steps_per_epoch = -(-len(train_set) // cfg.batch_size)
+    total, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
+    start = 0
+    if ckpt.exists():
+        start = load_checkpoint(ckpt, model, optimizer)["epoch"]
+        info(f"resuming from epoch {start} of {cfg.epochs}")
+    for epoch in range(start, cfg.epochs):
+        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout and the like: the same on a resumed run
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        model.train()
+        seen, loss_sum, t0 = 0, 0.0, time.perf_counter()
+        with progress(f"epoch {epoch + 1}/{cfg.epochs}", steps_per_epoch) as task:
+            for step, (images, labels) in enumerate(batches(train_set, cfg.batch_size, shuffle=True,
+                                                            seed=cfg.seed * 100_003 + epoch, workers=cfg.workers)):
+                set_lr(optimizer, cfg.lr * lr_factor(cfg.schedule, epoch * steps_per_epoch + step, total, warmup))
+                if cfg.crop_pad >= 0:
+                    images = random_crop_flip(images, cfg.crop_pad, gen)
+                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+                with autocast(device, cfg.amp):
+                    loss = F.cross_entropy(model(to_input(images, spec)), labels, label_smoothing=cfg.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                seen, loss_sum = seen + len(labels), loss_sum + loss.item() * len(labels)
+                task.advance(1, f"loss {loss_sum / seen:.4f}")
+        info(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss_sum / seen:.4f}, "
+             f"{seen / (time.perf_counter() - t0):.0f} images/s")
+        save_checkpoint(ckpt, model, optimizer, {"epoch": epoch + 1})

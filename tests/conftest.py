@@ -1,0 +1,80 @@
+import io
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dcond.cli import main
+
+FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+TINY_MODEL = ["--model-opt", "width=8", "--model-opt", "depth=2"]
+
+
+def make_image_folder(root: Path, classes: int = 3, per_class: int = 8, size: int = 12, rgb: bool = False,
+                      seed: int = 0) -> Path:
+    """Class c is a bright square at a class-specific place plus noise: learnable by a tiny network."""
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        folder = root / f"class_{c}"
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            img = rng.integers(0, 60, (size, size, 3 if rgb else 1), dtype=np.uint8)
+            q = c * size // classes
+            img[q: q + size // classes, :, :] = 220
+            Image.fromarray(img if rgb else img[..., 0]).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def tiny_folder(tmp_path: Path) -> Path:
+    return make_image_folder(tmp_path / "tiny")
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch, tmp_path):
+    """Run `dcond ARGS` in-process, in a scratch working directory, with the given text on stdin."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str, stdin: str = "") -> Result:
+        monkeypatch.setattr(sys, "argv", ["dcond", *map(str, args)])
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        code = 0
+        try:
+            main()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return run
+
+
+@pytest.fixture
+def tiny_teacher(cli, tiny_folder, tmp_path) -> Path:
+    r = cli("train-teacher", "--data", tiny_folder, "--image-size", 12, "--epochs", 2, "--batch-size", 8,
+            *TINY_MODEL, "--out", tmp_path / "teacher")
+    assert r.code == 0, r.stderr
+    return Path(r.stdout.strip())
+
+
+def tree(root: Path) -> dict[str, int]:
+    """Every file under root with its size: to show that a failed command changed nothing."""
+    return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def fmnist() -> Path:
+    if not FMNIST_DIR.is_dir() and not os.environ.get("DCOND_DATA_ROOT"):
+        pytest.fail("Fashion-MNIST is missing: apt-get install -y dataset-fashion-mnist (.ci/run does this)")
+    return FMNIST_DIR

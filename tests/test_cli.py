@@ -1,0 +1,137 @@
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import TINY_MODEL, make_image_folder, tree
+from dcond.artifact import open_artifact, verify
+
+
+def one_error_line(r) -> str:
+    assert r.code != 0 and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    return lines[0]
+
+
+def test_train_teacher_prints_only_the_path(tiny_teacher, tmp_path):
+    art = open_artifact(tiny_teacher)
+    assert tiny_teacher == tmp_path / "teacher" and art.kind == "model"
+    assert {"model.safetensors", "bn_stats.safetensors", "metrics.json", "README.md"} <= set(art.files)
+    assert art.section["spec"]["options"] == {"width": 8, "depth": 2}
+    stats = load_file(tiny_teacher / "bn_stats.safetensors")
+    assert stats["count"].tolist() == [8, 8, 8] and stats["1.mean"].shape == (3, 8)
+    assert art.metrics["tiny:test"]["samples"] == 24
+
+
+def test_default_out_is_a_new_folder_under_runs(cli, tiny_folder, tmp_path):
+    args = ["train-teacher", "--data", tiny_folder, "--image-size", 12, "--epochs", 1, *TINY_MODEL]
+    first, second = cli(*args), cli(*args)
+    assert first.code == second.code == 0
+    paths = [Path(r.stdout.strip()) for r in (first, second)]
+    assert paths[0] != paths[1] and all(p.parent == Path("runs") and (tmp_path / p).is_dir() for p in paths)
+
+
+def test_input_from_stdin_argument_dash_and_json(cli, tiny_teacher):
+    for args, stdin in ((["evaluate"], f"{tiny_teacher}\n"), (["evaluate", "-"], f"{tiny_teacher}\n"),
+                        (["evaluate"], json.dumps({"path": str(tiny_teacher)}) + "\n")):
+        r = cli(*args, stdin=stdin)
+        assert r.code == 0 and r.stdout == f"{tiny_teacher}\n", r.stderr
+
+
+def test_json_output(cli, tiny_teacher):
+    r = cli("evaluate", tiny_teacher, "--json")
+    result = json.loads(r.stdout)
+    assert result["path"] == str(tiny_teacher) and result["kind"] == "model"
+    assert 0 <= result["metrics"]["top1"] <= 1 and set(result["metrics"]["per_class"]) == {"class_0", "class_1",
+                                                                                           "class_2"}
+
+
+def test_evaluate_records_metrics_and_stays_intact(cli, tiny_teacher, tmp_path):
+    other = make_image_folder(tmp_path / "other", seed=1)
+    assert cli("evaluate", tiny_teacher, "--data", other).code == 0
+    art = open_artifact(tiny_teacher)
+    assert {"tiny:test", "other:test"} <= set(art.metrics) and verify(tiny_teacher).intact
+
+
+def test_inspect_and_verify_on_a_copy(cli, tiny_teacher, tmp_path):
+    copy = shutil.copytree(tiny_teacher, tmp_path / "moved" / "t")
+    r = cli("inspect", copy)
+    assert r.code == 0 and "kind" in r.stdout and "model" in r.stdout and "tiny:test" in r.stdout
+    assert json.loads(cli("inspect", copy, "--json").stdout)["kind"] == "model"
+    r = cli("verify", copy)
+    assert r.code == 0 and "intact" in r.stdout
+
+
+@pytest.mark.parametrize("damage, label", [
+    (lambda p: (p / "metrics.json").write_text("{}"), "mismatched: metrics.json"),
+    (lambda p: (p / "bn_stats.safetensors").unlink(), "missing: bn_stats.safetensors"),
+    (lambda p: (p / "notes.txt").write_text("x"), "extra: notes.txt"),
+])
+def test_verify_fails_on_damage(cli, tiny_teacher, damage, label):
+    damage(tiny_teacher)
+    r = cli("verify", tiny_teacher)
+    assert r.code == 1 and label in r.stdout and "NOT intact" in r.stdout
+
+
+def test_not_an_artifact(cli, tmp_path):
+    assert "not a dcond artifact" in one_error_line(cli("inspect", tmp_path))
+
+
+def test_truncated_safetensors(cli, tiny_teacher, tmp_path):
+    weights = tiny_teacher / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    before = tree(tmp_path)
+    assert "corrupted" in one_error_line(cli("evaluate", tiny_teacher))
+    assert tree(tmp_path) == before
+
+
+def test_wrong_number_of_classes(cli, tiny_teacher, tmp_path):
+    four = make_image_folder(tmp_path / "four", classes=4)
+    before = tree(tmp_path)
+    assert "4 classes" in one_error_line(cli("evaluate", tiny_teacher, "--data", four))
+    assert tree(tmp_path) == before
+
+
+def test_unknown_model(cli, tiny_folder, tmp_path):
+    before = tree(tmp_path)
+    line = one_error_line(cli("train-teacher", "--data", tiny_folder, "--model", "resnet9000", "--out", tmp_path / "x"))
+    assert "unknown model 'resnet9000'" in line and tree(tmp_path) == before
+
+
+def test_existing_output_without_force(cli, tiny_folder, tiny_teacher, tmp_path):
+    before = tree(tmp_path)
+    line = one_error_line(cli("train-teacher", "--data", tiny_folder, "--image-size", 12, "--epochs", 1,
+                              *TINY_MODEL, "--out", tiny_teacher))
+    assert "--force" in line and tree(tmp_path) == before
+    r = cli("train-teacher", "--data", tiny_folder, "--image-size", 12, "--epochs", 1, *TINY_MODEL,
+            "--out", tiny_teacher, "--force")
+    assert r.code == 0 and verify(tiny_teacher).intact
+
+
+def test_usage_errors_are_one_line(cli):
+    assert "--nope" in one_error_line(cli("train-teacher", "--nope"))
+
+
+def test_empty_stdin(cli):
+    assert "no artifact path on stdin" in one_error_line(cli("evaluate"))
+
+
+def test_debug_shows_the_traceback(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("DCOND_DEBUG", "1")
+    with pytest.raises(Exception, match="not a dcond artifact"):
+        cli("inspect", tmp_path)
+
+
+def test_real_pipe_between_processes(tiny_folder, tmp_path):
+    """`dcond train-teacher | dcond evaluate` through a shell pipe, as users write it."""
+    dcond = Path(sys.executable).parent / "dcond"
+    cmd = (f"{dcond} train-teacher --data {tiny_folder} --image-size 12 --epochs 1 {' '.join(TINY_MODEL)} "
+           f"--out {tmp_path / 't'} | {dcond} evaluate | {dcond} verify")
+    r = subprocess.run(cmd, shell=True, capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().endswith(f"intact: {tmp_path / 't'} (4 files checked)")

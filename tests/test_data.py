@@ -1,0 +1,108 @@
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_image_folder
+from dcond.data import DataOptions, load_split, open_source, to_input, to_uint8
+from dcond.data.augment import random_crop_flip
+from dcond.data.images import balanced_subset
+from dcond.errors import DcondError
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    magic = (0x0800 + array.ndim).to_bytes(4, "big")
+    header = magic + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def fake_fashion_root(root, n=20):
+    folder = root / "fashion-mnist"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, count in (("train", n), ("t10k", n // 2)):
+        write_idx(folder / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 255, (count, 28, 28)))
+        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", np.arange(count) % 10)
+    return root
+
+
+def test_named_dataset_from_a_local_root(tmp_path):
+    source = open_source(DataOptions("fashion-mnist", root=fake_fashion_root(tmp_path)))
+    assert source.spec.num_classes == 10 and source.spec.classes[0] == "T-shirt/top"
+    train = source.split("train")
+    assert train.images.shape == (20, 1, 28, 28) and train.labels.tolist()[:3] == [0, 1, 2]
+    assert len(source.split("test")) == 10
+
+
+def test_missing_named_dataset_says_where_it_looked_and_how_to_get_it(tmp_path):
+    with pytest.raises(DcondError, match=r"mnist not found: looked .*--download"):
+        open_source(DataOptions("mnist", root=tmp_path))
+
+
+def test_truncated_idx_file_is_reported(tmp_path):
+    root = fake_fashion_root(tmp_path)
+    path = root / "fashion-mnist" / "train-images-idx3-ubyte.gz"
+    raw = gzip.open(path).read()
+    with gzip.open(path, "wb") as f:
+        f.write(raw[:-100])
+    with pytest.raises(DcondError, match="truncated or malformed"):
+        open_source(DataOptions("fashion-mnist", root=root)).split("train")
+
+
+def test_unknown_dataset(tmp_path):
+    with pytest.raises(DcondError, match="unknown dataset 'imagenet-9000'"):
+        open_source(DataOptions("imagenet-9000"))
+
+
+@pytest.mark.parametrize("rgb, channels", [(False, 1), (True, 3)])
+def test_image_folder_channels_size_and_order(tmp_path, rgb, channels):
+    root = make_image_folder(tmp_path / "f", classes=3, per_class=4, size=20, rgb=rgb)
+    spec, data = load_split(DataOptions(str(root), image_size=16), "train")
+    assert spec.channels == channels and spec.classes == ("class_0", "class_1", "class_2")
+    images, labels = data.__getitems__(range(len(data)))
+    assert images.shape == (12, channels, 16, 16) and images.dtype == torch.uint8
+    assert labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+
+
+def test_image_folder_with_train_and_test_splits(tmp_path):
+    make_image_folder(tmp_path / "d" / "train", per_class=4)
+    make_image_folder(tmp_path / "d" / "val", per_class=2)
+    source = open_source(DataOptions(str(tmp_path / "d"), image_size=12))
+    assert len(source.split("train")) == 12 and len(source.split("test")) == 6
+
+
+def test_malformed_image_folders(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DcondError, match="no class folders"):
+        open_source(DataOptions(str(tmp_path / "empty")))
+    (tmp_path / "noimg" / "cat").mkdir(parents=True)
+    with pytest.raises(DcondError, match="holds no images"):
+        open_source(DataOptions(str(tmp_path / "noimg")))
+    root = make_image_folder(tmp_path / "broken", per_class=2)
+    (root / "class_1" / "0.png").write_bytes(b"not a png")
+    with pytest.raises(DcondError, match="cannot read image"):
+        open_source(DataOptions(str(root))).split("train").__getitems__(range(6))
+
+
+def test_balanced_subset_takes_each_class_evenly(tiny_folder):
+    spec, data = load_split(DataOptions(str(tiny_folder), image_size=12, subset=7), "train")
+    assert torch.bincount(data.labels).tolist() == [3, 2, 2]
+    assert len(balanced_subset(data, 100, 3)) == 7
+
+
+def test_input_conversion_round_trips(tiny_folder):
+    spec, data = load_split(DataOptions(str(tiny_folder), image_size=12), "train")
+    images, _ = data.__getitems__(range(4))
+    assert torch.equal(to_uint8(to_input(images, spec), spec), images)
+
+
+def test_random_crop_flip_moves_pixels_but_keeps_shape():
+    x = torch.arange(2 * 1 * 6 * 6, dtype=torch.uint8).view(2, 1, 6, 6)
+    gen = torch.Generator().manual_seed(0)
+    outs = [random_crop_flip(x, 2, gen) for _ in range(5)]
+    assert all(o.shape == x.shape and o.dtype == torch.uint8 for o in outs)
+    assert any(not torch.equal(o, x) for o in outs)
+    flipped_only = random_crop_flip(x, 0, torch.Generator().manual_seed(1))
+    assert all(torch.equal(f, i) or torch.equal(f, i.flip(2)) for f, i in zip(flipped_only, x))

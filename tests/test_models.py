@@ -1,0 +1,83 @@
+import pytest
+import torch
+
+from dcond.errors import DcondError
+from dcond.models import MODELS, ModelSpec, bn_layers, create_model, load_weights, parse_options
+
+SMALL = {"convnet": {"width": 8}, "resnet18-cifar": {}}
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("in_chans, size", [(1, 16), (3, 32)])
+def test_every_registered_model_builds_and_runs(name, in_chans, size):
+    model = create_model(ModelSpec(name, in_chans, 7, size, SMALL.get(name, {}))).eval()
+    assert model(torch.randn(2, in_chans, size, size)).shape == (2, 7)
+
+
+@pytest.mark.parametrize("name", ["timm:resnet10t", "resnet10t", "tv:mobilenet_v3_small"])
+def test_timm_and_torchvision_models_resolve(name):
+    model = create_model(ModelSpec(name, 1, 4, 32)).eval()
+    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 4)
+
+
+def test_timm_vit_gets_the_image_size():
+    model = create_model(ModelSpec("timm:vit_tiny_patch16_224", 3, 5, 32, {"patch_size": 8})).eval()
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 5)
+
+
+@pytest.mark.parametrize("norm, has_bn", [("batch", True), ("instance", False), ("group", False), ("none", False)])
+def test_convnet_norms(norm, has_bn):
+    model = create_model(ModelSpec("convnet", 1, 3, 28, {"width": 8, "norm": norm}))
+    assert bool(bn_layers(model)) == has_bn
+
+
+@pytest.mark.parametrize("spec, message", [
+    (ModelSpec("no-such-net", 1, 3, 28), "unknown model 'no-such-net'"),
+    (ModelSpec("tv:no_such_net", 1, 3, 28), "unknown torchvision"),
+    (ModelSpec("convnet", 1, 3, 28, {"norm": "layer"}), "norm 'layer'"),
+    (ModelSpec("convnet", 1, 3, 8, {"depth": 4}), "too deep"),
+    (ModelSpec("convnet", 1, 3, 28, {"colour": 1}), "does not take these options"),
+])
+def test_bad_models_get_clear_errors(spec, message):
+    with pytest.raises(DcondError, match=message):
+        create_model(spec)
+
+
+def test_parse_options():
+    assert parse_options(["width=64", "norm=instance", "x=1.5", "flag=true"]) == \
+        {"width": 64, "norm": "instance", "x": 1.5, "flag": True}
+    with pytest.raises(DcondError, match="KEY=VALUE"):
+        parse_options(["width"])
+
+
+def _net():
+    return create_model(ModelSpec("convnet", 1, 3, 16, {"width": 4, "depth": 1}))
+
+
+def test_load_weights_from_pth_and_safetensors(tmp_path):
+    from safetensors.torch import save_file
+
+    src, dst = _net(), _net()
+    torch.save({"state_dict": {f"module.{k}": v for k, v in src.state_dict().items()}}, tmp_path / "w.pth")
+    load_weights(dst, tmp_path / "w.pth")
+    assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
+    save_file(src.state_dict(), tmp_path / "w.safetensors")
+    load_weights(_net(), tmp_path / "w.safetensors")
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("code ran",))
+
+
+def test_pickled_code_is_refused(tmp_path):
+    torch.save({"state_dict": Payload()}, tmp_path / "evil.pth")
+    with pytest.raises(DcondError, match="weights_only"):
+        load_weights(_net(), tmp_path / "evil.pth")
+
+
+def test_mismatched_weights_get_clear_error(tmp_path):
+    other = create_model(ModelSpec("convnet", 1, 5, 16, {"width": 4, "depth": 1}))
+    torch.save(other.state_dict(), tmp_path / "w.pth")
+    with pytest.raises(DcondError, match="wrong shape"):
+        load_weights(_net(), tmp_path / "w.pth")
