@@ -66,6 +66,13 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 @torch.no_grad()
+def ensemble_logits(models: list[nn.Module], x: torch.Tensor, device: torch.device, amp: bool = True) -> torch.Tensor:
+    """The mean of several teachers' logits (one teacher: its logits), in float32."""
+    with autocast(device, amp):
+        return torch.stack([m(x).float() for m in models]).mean(0)
+
+
+@torch.no_grad()
 def evaluate(model: nn.Module, dataset: ImageDataset, spec: DatasetSpec, device: torch.device,
              batch_size: int = 500) -> dict[str, Any]:
     """Top-1, top-5 and per-class accuracy, and mean cross-entropy, of `model` on `dataset`."""

@@ -28,6 +28,17 @@ def _size(n: float) -> str:
     return ""
 
 
+def _flat(section: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested sections as `bank.epochs`-style keys; long lists left out of the summary."""
+    rows: dict[str, Any] = {}
+    for key, value in section.items():
+        if isinstance(value, dict):
+            rows |= _flat(value, f"{prefix}{key}.")
+        elif not isinstance(value, list) or len(str(value)) < 120:
+            rows[prefix + key] = value
+    return rows
+
+
 def describe(art: Artifact) -> dict[str, Any]:
     ds, prod = art.dataset, art.producer
     return {"path": str(art.path), "kind": art.kind, "digest": art.digest, "created": art.manifest.get("created"),
@@ -36,7 +47,7 @@ def describe(art: Artifact) -> dict[str, Any]:
             "made_by": {"argv": prod.get("argv"), "dcond": prod.get("dcond_version"),
                         "torch": prod.get("torch_version"), "seed": prod.get("seed")},
             "files": len(art.files), "bytes": sum(e["size"] for e in art.files.values()),
-            art.kind: {k: v for k, v in art.section.items() if not isinstance(v, (dict, list)) or len(str(v)) < 120},
+            art.kind: _flat(art.section),
             "parents": art.parents, "lineage": art.manifest.get("lineage", []),
             "metrics": {k: {n: v for n, v in m.items() if isinstance(v, (int, float))} for k, m in art.metrics.items()}}
 

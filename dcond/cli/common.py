@@ -13,6 +13,7 @@ import typer
 
 from dcond.artifact import open_artifact
 from dcond.data import DataOptions
+from dcond.data.augment import ViewConfig
 from dcond.errors import DcondError
 
 Data = Annotated[str, typer.Option("--data", help="Dataset: fashion-mnist, mnist, cifar10, cifar100, an ImageFolder "
@@ -27,6 +28,17 @@ Force = Annotated[bool, typer.Option("--force", help="Replace an existing output
 Json = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout instead of the path.")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+Teachers = Annotated[Optional[list[Path]], typer.Option("--teacher", help="Teacher model artifact; repeat for "
+                                                                       "several (their logits are averaged).")]
+ModelOpts = Annotated[Optional[list[str]], typer.Option("--model-opt", help="Model option KEY=VALUE, repeatable "
+                                                                            "(convnet: width, depth, norm).")]
+ModelName = Annotated[str, typer.Option("--model", help="convnet, resnet18-cifar, timm:NAME or tv:NAME.")]
+CropScale = Annotated[tuple[float, float], typer.Option("--crop-scale", help="Random-resized-crop area range "
+                                                                             "(SRe2L 0.08 1, EDC 0.5 1).")]
+Flip = Annotated[float, typer.Option("--flip", help="Chance of a left-right flip.")]
+Mix = Annotated[str, typer.Option("--mix", help="cutmix, mixup or none (per batch).")]
+MixProb = Annotated[float, typer.Option("--mix-prob", help="Chance that a batch is mixed.")]
+MixAlpha = Annotated[float, typer.Option("--mix-alpha", help="λ ~ Beta(α, α).")]
 InputArtifact = Annotated[Optional[str], typer.Argument(help="Input artifact folder; '-' or nothing reads its path "
                                                              "from stdin.", show_default=False)]
 
@@ -34,6 +46,11 @@ InputArtifact = Annotated[Optional[str], typer.Argument(help="Input artifact fol
 def data_options(data: str, data_root: Optional[Path], download: bool, image_size: int,
                  subset: Optional[int]) -> DataOptions:
     return DataOptions(data=data, root=data_root, download=download, image_size=image_size, subset=subset)
+
+
+def view_config(crop_scale: tuple[float, float], flip: float, mix: str, mix_prob: float,
+                mix_alpha: float) -> ViewConfig:
+    return ViewConfig(crop_scale=tuple(crop_scale), flip=flip, mix=mix, mix_prob=mix_prob, mix_alpha=mix_alpha)
 
 
 def input_path(arg: Optional[str]) -> Path:

@@ -1,23 +1,25 @@
-"""Commands that train networks: train-teacher."""
+"""Commands that train networks: train-teacher, train-student."""
 
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from dcond.cli.common import Data, DataRoot, Device, Download, Force, ImageSize, Json, Out, Seed, Subset, data_options, emit
+from dcond.cli.common import (CropScale, Data, DataRoot, Device, Download, Flip, Force, ImageSize, InputArtifact, Json,
+                              Mix, MixAlpha, MixProb, ModelName, ModelOpts, Out, Seed, Subset, Teachers, data_options,
+                              emit, input_path, view_config)
+from dcond.data.augment import ViewConfig
 from dcond.models import parse_options
+from dcond.stages.student import StudentConfig, train_student
 from dcond.stages.teacher import TeacherConfig, train_teacher
 
-T = TeacherConfig
-ModelOpts = Annotated[Optional[list[str]], typer.Option("--model-opt", help="Model option KEY=VALUE, repeatable "
-                                                                            "(convnet: width, depth, norm).")]
+T, S, V = TeacherConfig, StudentConfig, ViewConfig
 
 
 def train_teacher_cmd(
     data: Data = "fashion-mnist", data_root: DataRoot = None, download: Download = False,
     image_size: ImageSize = 32, subset: Subset = None,
-    model: Annotated[str, typer.Option(help="convnet, resnet18-cifar, timm:NAME or tv:NAME.")] = T.model,
+    model: ModelName = T.model,
     model_opt: ModelOpts = None,
     epochs: int = T.epochs, batch_size: int = T.batch_size, lr: float = T.lr,
     optimizer: Annotated[str, typer.Option(help="sgd or adamw.")] = T.optimizer,
@@ -39,3 +41,38 @@ def train_teacher_cmd(
                         crop_pad=crop_pad, seed=seed, device=device, amp=amp, weights=weights, workers=workers)
     path = train_teacher(data_options(data, data_root, download, image_size, subset), cfg, out, force)
     emit(path, json)
+
+
+def train_student_cmd(
+    artifact: InputArtifact = None,
+    model: ModelName = S.model, model_opt: ModelOpts = None,
+    epochs: int = S.epochs,
+    batch_size: Annotated[Optional[int], typer.Option(help="Online and hard-label training; a bank replays "
+                                                           "its own batches.")] = None,
+    optimizer: Annotated[str, typer.Option(help="adamw or sgd.")] = S.optimizer,
+    lr: float = S.lr, weight_decay: float = S.weight_decay,
+    schedule: Annotated[str, typer.Option(help="cosine, smoothing or constant.")] = S.schedule,
+    zeta: Annotated[float, typer.Option(help="ζ of the smoothing schedule 0.5(1+cos(πe/(ζE))).")] = S.zeta,
+    warmup_epochs: int = S.warmup_epochs,
+    loss: Annotated[str, typer.Option(help="kl (soft labels with temperature) or mse-ce (MSE to the logits "
+                                           "plus weighted cross-entropy).")] = S.loss,
+    temperature: Annotated[Optional[float], typer.Option(help="KL temperature (default: the bank's).")] = None,
+    ce_weight: float = S.ce_weight,
+    ema: Annotated[float, typer.Option(help="EMA decay of the weights used for evaluation; 0 turns it off.")] = S.ema,
+    teacher: Teachers = None,
+    crop_scale: CropScale = V.crop_scale, flip: Flip = V.flip, mix: Mix = V.mix, mix_prob: MixProb = V.mix_prob,
+    mix_alpha: MixAlpha = V.mix_alpha,
+    wrap: Annotated[bool, typer.Option(help="Reuse a bank's epochs cyclically past its length.")] = S.wrap,
+    eval: Annotated[bool, typer.Option(help="Evaluate on the dataset's test split at the end.")] = S.evaluate,
+    amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = S.amp,
+    seed: Seed = S.seed, device: Device = S.device, out: Out = None, force: Force = False, json: Json = False,
+) -> None:
+    """Train a student on condensed images: replaying their soft-label bank, with --teacher online, or on hard
+    labels."""
+    cfg = StudentConfig(model=model, model_options=parse_options(model_opt or []), epochs=epochs,
+                        batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                        schedule=schedule, zeta=zeta, warmup_epochs=warmup_epochs, loss=loss,
+                        temperature=temperature, ce_weight=ce_weight, ema=ema, teachers=list(teacher or []),
+                        views=view_config(crop_scale, flip, mix, mix_prob, mix_alpha), wrap=wrap, seed=seed,
+                        device=device, amp=amp, evaluate=eval)
+    emit(train_student(input_path(artifact), cfg, out, force), json)

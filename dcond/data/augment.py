@@ -1,7 +1,22 @@
-"""Augmentations applied to whole batches of tensors at once (no per-image PIL work)."""
+"""Augmentations applied to whole batches of tensors at once (no per-image PIL work).
 
+The relabel/replay views (random-resized crop, flip, CutMix or Mixup) are split in two: `draw_epoch`
+draws the parameters of every view of an epoch from a seed, and `apply_views` renders a batch from its
+parameters. A soft-label bank stores the parameters, so the student sees exactly the views the teacher
+labelled; the parameters can also be drawn again from the seed.
+"""
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torchvision.ops import roi_align
+
+from dcond.errors import DcondError
+
+MIXES = ("cutmix", "mixup", "none")
 
 
 def random_crop_flip(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
@@ -15,3 +30,158 @@ def random_crop_flip(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.T
         x = padded[torch.arange(n)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
     flip = torch.rand(n, generator=gen) < 0.5
     return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    """How the views of a relabel/replay epoch are drawn."""
+
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # SRe2L; EDC uses (0.5, 1)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip: float = 0.5
+    mix: str = "cutmix"
+    mix_prob: float = 1.0  # chance that a batch is mixed at all
+    mix_alpha: float = 1.0  # λ ~ Beta(α, α)
+
+    def __post_init__(self) -> None:
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise DcondError("--crop-scale must be two numbers with 0 < min <= max <= 1")
+        if self.mix not in MIXES:
+            raise DcondError(f"--mix must be one of {', '.join(MIXES)}")
+        if not (0 <= self.flip <= 1 and 0 <= self.mix_prob <= 1 and self.mix_alpha > 0):
+            raise DcondError("--flip and --mix-prob must lie in [0, 1], and --mix-alpha must be > 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"crop_scale": list(self.crop_scale), "crop_ratio": list(self.crop_ratio)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ViewConfig":
+        return cls(**(d | {"crop_scale": tuple(d["crop_scale"]), "crop_ratio": tuple(d["crop_ratio"])}))
+
+
+@dataclass
+class Views:
+    """The views of one epoch, flat over its batches: batch b is rows b·B … (b+1)·B of the per-view tensors.
+
+    order:    (N,)   which image each view shows
+    boxes:    (N, 4) crop box x1, y1, x2, y2 as fractions of the image side
+    flips:    (N,)   uint8, 1 = flipped left-right
+    mix_perm: (N,)   position, within its batch, of the view mixed into this one
+    mix_lam:  (nb,)  share of each batch's own views after mixing (1 = not mixed)
+    mix_box:  (nb, 4) the CutMix box (fractions), all zero when not CutMix
+    """
+
+    order: torch.Tensor
+    boxes: torch.Tensor
+    flips: torch.Tensor
+    mix_perm: torch.Tensor
+    mix_lam: torch.Tensor
+    mix_box: torch.Tensor
+    batch_size: int
+
+    def __len__(self) -> int:
+        return len(self.mix_lam)
+
+    def batch(self, b: int) -> "Views":
+        rows = slice(b * self.batch_size, (b + 1) * self.batch_size)
+        return Views(self.order[rows], self.boxes[rows], self.flips[rows], self.mix_perm[rows],
+                     self.mix_lam[b: b + 1], self.mix_box[b: b + 1], self.batch_size)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Compact dtypes for storage (indices as int32)."""
+        return {"order": self.order.int(), "boxes": self.boxes.float(), "flips": self.flips.to(torch.uint8),
+                "mix_perm": self.mix_perm.int(), "mix_lam": self.mix_lam.float(), "mix_box": self.mix_box.float()}
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, torch.Tensor], batch_size: int) -> "Views":
+        return cls(t["order"].long(), t["boxes"].float(), t["flips"], t["mix_perm"].long(), t["mix_lam"].float(),
+                   t["mix_box"].float(), batch_size)
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """Each epoch's views come from their own seed, so any epoch can be drawn again on its own."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def draw_epoch(num_images: int, batch_size: int, cfg: ViewConfig, image_size: int, gen: torch.Generator) -> Views:
+    """The views of one epoch: a shuffled pass over the images, in batches of `batch_size`."""
+    n = num_images
+    order = torch.randperm(n, generator=gen)
+    boxes = _crop_boxes(n, cfg, gen)
+    flips = (torch.rand(n, generator=gen) < cfg.flip).to(torch.uint8)
+    nb = -(-n // batch_size)
+    mix_perm = torch.arange(n)
+    mix_lam, mix_box = torch.ones(nb), torch.zeros(nb, 4)
+    for b in range(nb):
+        size = min(batch_size, n - b * batch_size)
+        perm = torch.randperm(size, generator=gen)
+        lam = _beta(cfg.mix_alpha, gen)
+        if cfg.mix == "none" or float(torch.rand(1, generator=gen)) >= cfg.mix_prob:
+            continue
+        mix_perm[b * batch_size: b * batch_size + size] = perm
+        if cfg.mix == "cutmix":
+            mix_box[b] = _cutmix_box(lam, image_size, gen)
+            mix_lam[b] = 1 - float((mix_box[b, 2] - mix_box[b, 0]) * (mix_box[b, 3] - mix_box[b, 1]))
+        else:
+            mix_lam[b] = lam
+    return Views(order, boxes, flips, mix_perm, mix_lam, mix_box, batch_size)
+
+
+def _beta(alpha: float, gen: torch.Generator) -> float:
+    """λ ~ Beta(α, α), seeded from `gen` (torch's Beta sampler takes no generator)."""
+    return float(np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen))).beta(alpha, alpha))
+
+
+def _crop_boxes(n: int, cfg: ViewConfig, gen: torch.Generator, attempts: int = 10) -> torch.Tensor:
+    """Random-resized-crop boxes as torchvision draws them: the first of several tries that fits, else the
+    whole image."""
+    area = torch.empty(n, attempts).uniform_(*cfg.crop_scale, generator=gen)
+    log_ratio = torch.empty(n, attempts).uniform_(math.log(cfg.crop_ratio[0]), math.log(cfg.crop_ratio[1]),
+                                                  generator=gen)
+    w, h = (area * log_ratio.exp()).sqrt(), (area / log_ratio.exp()).sqrt()
+    fits = (w <= 1) & (h <= 1)
+    first = torch.where(fits.any(1), fits.float().argmax(1), torch.full((n,), -1))
+    pick = first.clamp_min(0)[:, None]
+    w = torch.where(first >= 0, w.gather(1, pick)[:, 0], torch.ones(n))
+    h = torch.where(first >= 0, h.gather(1, pick)[:, 0], torch.ones(n))
+    x1 = torch.rand(n, generator=gen) * (1 - w)
+    y1 = torch.rand(n, generator=gen) * (1 - h)
+    return torch.stack([x1, y1, x1 + w, y1 + h], 1)
+
+
+def _cutmix_box(lam: float, size: int, gen: torch.Generator) -> torch.Tensor:
+    """A box of about (1 - λ) of the image, on the pixel grid, so that its true area gives the mixing weight."""
+    cut = math.sqrt(1 - lam)
+    cx, cy = torch.rand(2, generator=gen).tolist()
+    box = torch.tensor([cx - cut / 2, cy - cut / 2, cx + cut / 2, cy + cut / 2]).clamp(0, 1)
+    return (box * size).round() / size
+
+
+def apply_views(images: torch.Tensor, views: Views) -> torch.Tensor:
+    """Render one batch of views from float images (N×C×H×W, indexed by `views.order`), on their device."""
+    x = images[views.order.to(images.device)]
+    n, _, h, w = x.shape
+    scale = torch.tensor([w, h, w, h], dtype=x.dtype, device=x.device)
+    rois = torch.cat([torch.arange(n, dtype=x.dtype, device=x.device)[:, None],
+                      views.boxes.to(x.device, x.dtype) * scale], 1)
+    x = roi_align(x, rois, output_size=(h, w), spatial_scale=1.0, sampling_ratio=1, aligned=True)
+    x = torch.where(views.flips.to(x.device).bool()[:, None, None, None], x.flip(3), x)
+    lam = float(views.mix_lam[0])
+    if lam < 1:
+        partner = x[views.mix_perm.to(x.device)]
+        box = views.mix_box[0]
+        if box.any():  # CutMix: paste the partner's box
+            x1, y1, x2, y2 = (box * torch.tensor([w, h, w, h])).round().long().tolist()
+            x = x.clone()
+            x[:, :, y1:y2, x1:x2] = partner[:, :, y1:y2, x1:x2]
+        else:  # Mixup
+            x = lam * x + (1 - lam) * partner
+    return x
+
+
+def mixed_targets(labels: torch.Tensor, views: Views, num_classes: int) -> torch.Tensor:
+    """Hard labels of a rendered batch as distributions, mixed by λ like the images."""
+    own = F.one_hot(labels[views.order], num_classes).float()
+    lam = float(views.mix_lam[0])
+    return own if lam >= 1 else lam * own + (1 - lam) * own[views.mix_perm]

@@ -2,12 +2,17 @@
 
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import torch
 from PIL import Image
 
-from dcond.data.images import FileImages, ImageDataset, decode_image
+from dcond.data.images import FileImages, ImageDataset, TensorImages, decode_image, load_all
 from dcond.data.spec import DatasetSpec
 from dcond.errors import DcondError
+
+if TYPE_CHECKING:
+    from dcond.artifact import Artifact
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
@@ -78,3 +83,20 @@ class ArtifactImages:
             raise DcondError(f"{self.artifact.path} is condensed training data; evaluate on the original dataset "
                              f"('{self.spec.name}') instead")
         return FileImages(self.paths, torch.tensor(self.labels), self.spec.channels, self.spec.image_size)
+
+
+def open_condensed(path: Path, like: DatasetSpec) -> tuple["Artifact | None", TensorImages]:
+    """Condensed images for the classes of `like`: a dcond images or labels artifact, or an ImageFolder of
+    someone's condensed images (decoded to `like`'s channels and size). Returns the artifact, if any."""
+    if (path / "dcond.json").exists():
+        source = ArtifactImages(path)
+        if not source.spec.same_classes(like):
+            raise DcondError(f"{path} holds images of other classes or shape than the teacher's dataset "
+                             f"'{like.name}'")
+        return source.artifact, load_all(source.split("train"))
+    if not path.is_dir():
+        raise DcondError(f"{path} is neither a dcond artifact nor an image folder")
+    classes, paths, labels = _scan(path)
+    if len(classes) != like.num_classes:
+        raise DcondError(f"{path} has {len(classes)} class folders; the teacher knows {like.num_classes} classes")
+    return None, load_all(FileImages(paths, torch.tensor(labels), like.channels, like.image_size))

@@ -5,15 +5,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dcond.artifact import Artifact, read_tensors
+from dcond.artifact import Artifact, open_artifact, read_tensors
 from dcond.errors import DcondError
 from dcond.models import convnet, resnet  # noqa: F401  (register the built-in models)
 from dcond.models.registry import MODELS, ModelSpec, create_model, parse_options
 
 WEIGHTS_FILE = "model.safetensors"
 
-__all__ = ["MODELS", "ModelSpec", "WEIGHTS_FILE", "bn_layers", "create_model", "load_model", "load_weights",
-           "parse_options", "state_tensors"]
+__all__ = ["MODELS", "ModelSpec", "WEIGHTS_FILE", "bn_layers", "create_model", "load_model", "load_teachers",
+           "load_weights", "parse_options", "state_tensors"]
 
 
 def bn_layers(model: nn.Module) -> list[tuple[str, nn.modules.batchnorm._BatchNorm]]:
@@ -61,3 +61,14 @@ def load_model(art: Artifact) -> nn.Module:
     model = create_model(ModelSpec.from_dict(art.section["spec"]))
     _apply_state(model, art.tensors(WEIGHTS_FILE), str(art.path / WEIGHTS_FILE))
     return model.eval()
+
+
+def load_teachers(paths: list[Path]) -> tuple[list[Artifact], list[nn.Module]]:
+    """One or more teacher model artifacts, which must share their dataset's classes and image shape."""
+    if not paths:
+        raise DcondError("no teacher given: pass --teacher MODEL_ARTIFACT")
+    arts = [open_artifact(p, kinds=("model",)) for p in paths]
+    for art in arts[1:]:
+        if not art.dataset.same_classes(arts[0].dataset):
+            raise DcondError(f"teachers {arts[0].path} and {art.path} were trained on different classes or shapes")
+    return arts, [load_model(a) for a in arts]

@@ -1,0 +1,127 @@
+"""relabel: the teacher's soft labels for every view a student will see (the relabel step of SRe2L / FKD).
+
+For each epoch of the student's future training, draw its views (crop box, flip, CutMix/Mixup partner
+and λ per batch) from the seed, run the teacher (or the mean of several teachers' logits) on exactly
+those views, and store parameters and logits as one bank file per epoch.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dcond.artifact import Artifact, ArtifactWriter, image_files, save_images
+from dcond.bank import epoch_file, write_epoch
+from dcond.data import TensorImages, to_input
+from dcond.data.augment import ViewConfig, apply_views, draw_epoch, epoch_generator
+from dcond.data.folder import open_condensed
+from dcond.engine import ensemble_logits, place, resolve_device
+from dcond.errors import DcondError
+from dcond.log import info, progress
+from dcond.models import load_teachers
+
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+@dataclass
+class RelabelConfig:
+    epochs: int = 300
+    batch_size: int | None = None  # default: a quarter of the images, between 10 and 100 (small sets, small batches)
+    temperature: float = 4.0  # recorded for the student's KL loss
+    views: ViewConfig = field(default_factory=ViewConfig)
+    dtype: str = "float16"
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise DcondError("--epochs must be at least 1")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise DcondError("--batch-size must be at least 1")
+        if self.dtype not in DTYPES:
+            raise DcondError(f"--dtype must be one of {', '.join(DTYPES)}")
+        if self.temperature <= 0:
+            raise DcondError("--temperature must be > 0")
+
+
+def default_batch_size(num_images: int) -> int:
+    return min(num_images, 100, max(10, num_images // 4))
+
+
+def relabel(images: Path, teachers: list[Path], cfg: RelabelConfig, out: Path | None = None,
+            force: bool = False) -> Path:
+    teacher_arts, models = load_teachers(teachers)
+    spec = teacher_arts[0].dataset
+    source, data = open_condensed(images, spec)
+    parents = ([("images", source)] if source else []) + [("teacher", t) for t in teacher_arts]
+    config = {"images": str(images), "teachers": [t.digest for t in teacher_arts], **asdict(cfg)}
+    with ArtifactWriter(out, "labels", spec, stage="relabel", config=config, parents=parents, force=force,
+                        resume_key=_key(config, source)) as w:
+        carry_images(w, source, data)
+        write_bank(w, data, teacher_arts, models, cfg)
+        w.card |= {"title": f"Soft labels for {len(data)} condensed {spec.name} images",
+                   "summary": f"{len(data)} images with a soft-label bank of {cfg.epochs} epochs of views "
+                              f"labelled by {len(teacher_arts)} teacher(s).",
+                   "usage": ["dcond train-student <this folder> --model convnet",
+                             "dcond compress-labels <this folder> --method prune+topk"]}
+    return w.out
+
+
+def _key(config: dict[str, Any], source: Artifact | None) -> str:
+    parts = json.dumps(config, sort_keys=True, default=str) + (source.digest if source else "")
+    return hashlib.sha256(parts.encode()).hexdigest()
+
+
+def carry_images(w: ArtifactWriter, source: Artifact | None, data: TensorImages) -> None:
+    """The labels artifact carries its images: hard links to the source artifact's files where the file
+    system allows, copies otherwise; an ImageFolder's images are written anew at the teacher's size."""
+    if source is None:
+        save_images(w, data.images, data.labels)
+        return
+    paths, _ = image_files(source)
+    for src in paths:
+        dst = w.path(src.relative_to(source.path).as_posix())
+        if dst.exists():
+            continue
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+    w.section |= {k: source.section[k] for k in ("images_dir", "count", "per_class")}
+
+
+def write_bank(w: ArtifactWriter, data: TensorImages, teacher_arts: list[Artifact], models: list[torch.nn.Module],
+               cfg: RelabelConfig) -> None:
+    """Label every view of every epoch and store the bank in `w`; epochs already on disk (a resumed run)
+    are kept."""
+    device = resolve_device(cfg.device)
+    models = [place(m, device).eval() for m in models]
+    spec = w.dataset
+    images = to_input(data.images.to(device), spec)
+    batch_size = cfg.batch_size or default_batch_size(len(data))
+    done = sum((w.dir / epoch_file(e)).exists() for e in range(cfg.epochs))
+    if done:
+        info(f"resuming: {done} of {cfg.epochs} bank epochs already written")
+    t0, labelled = time.perf_counter(), 0
+    with progress("relabel epochs", cfg.epochs) as task:
+        for e in range(cfg.epochs):
+            if (w.dir / epoch_file(e)).exists():
+                task.advance(1)
+                continue
+            views = draw_epoch(len(data), batch_size, cfg.views, spec.image_size, epoch_generator(cfg.seed, e))
+            logits = torch.cat([ensemble_logits(models, apply_views(images, views.batch(b)), device, cfg.amp)
+                                for b in range(len(views))])
+            write_epoch(w, e, views, logits.cpu(), DTYPES[cfg.dtype])
+            labelled += len(logits)
+            task.advance(1, f"{labelled / (time.perf_counter() - t0):.0f} views/s")
+    w.section["bank"] = {"encoding": "dense", "epochs": cfg.epochs, "batch_size": batch_size,
+                         "num_images": len(data), "num_classes": spec.num_classes, "temperature": cfg.temperature,
+                         "views": cfg.views.to_dict(), "seed": cfg.seed, "dtype": cfg.dtype,
+                         "teachers": [t.digest for t in teacher_arts]}

@@ -1,0 +1,190 @@
+"""train-student: train a fresh network on condensed images and their labels, then evaluate it.
+
+The labels come from one of three places: a stored soft-label bank, replayed exactly (the student sees
+the views the teacher labelled); a teacher run online on freshly drawn views (`--teacher`); or the
+images' hard labels, mixed like the images.
+"""
+
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from dcond.artifact import Artifact, ArtifactWriter, open_artifact
+from dcond.bank import Bank, has_bank, open_bank
+from dcond.data import DataOptions, TensorImages, load_split, recorded_data, to_input
+from dcond.data.augment import ViewConfig, apply_views, draw_epoch, epoch_generator, mixed_targets
+from dcond.data.folder import ArtifactImages
+from dcond.data.images import load_all
+from dcond.engine import (autocast, ensemble_logits, evaluate, lr_factor, make_optimizer, place, resolve_device,
+                          set_lr)
+from dcond.errors import DcondError
+from dcond.log import info, progress
+from dcond.models import WEIGHTS_FILE, ModelSpec, create_model, load_teachers, state_tensors
+from dcond.stages.relabel import default_batch_size
+
+LOSSES = ("kl", "mse-ce")
+# (views on the device, teacher logits or None, hard-label distributions)
+Batch = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]
+
+
+@dataclass
+class StudentConfig:
+    model: str = "convnet"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 300
+    batch_size: int | None = None  # online and hard-label training; a bank replays its own batches
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    schedule: str = "cosine"
+    zeta: float = 2.0  # the smoothing schedule's ζ
+    warmup_epochs: int = 0
+    loss: str = "kl"
+    temperature: float | None = None  # default: the bank's
+    ce_weight: float = 0.025  # mse-ce: weight of the hard-label cross-entropy
+    ema: float = 0.0  # decay of an exponential moving average of the weights, used for evaluation; 0: off
+    teachers: list[Path] = field(default_factory=list)  # label online instead of replaying a bank
+    views: ViewConfig = field(default_factory=ViewConfig)  # online and hard-label training
+    wrap: bool = False  # reuse a bank's epochs cyclically when training for more epochs than it holds
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    evaluate: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.lr <= 0:
+            raise DcondError("--epochs must be at least 1 and --lr > 0")
+        if self.loss not in LOSSES:
+            raise DcondError(f"--loss must be one of {', '.join(LOSSES)}")
+        if not 0 <= self.ema < 1:
+            raise DcondError("--ema must lie in [0, 1)")
+
+
+def train_student(source: Path, cfg: StudentConfig, out: Path | None = None, force: bool = False) -> Path:
+    art = open_artifact(source, kinds=("images", "labels"))
+    spec = art.dataset
+    device = resolve_device(cfg.device)
+    data = load_all(ArtifactImages(art.path).split("train"))
+    labels, parents = _labels(art, data, cfg, device)
+    torch.manual_seed(cfg.seed)
+    model_spec = ModelSpec(cfg.model, spec.channels, spec.num_classes, spec.image_size, cfg.model_options)
+    model = place(create_model(model_spec), device)
+    config = {"source": str(source), **asdict(cfg)}
+    with ArtifactWriter(out, "model", spec, stage="train-student", config=config, parents=parents, force=force) as w:
+        final = _fit(model, labels, cfg, device)
+        w.save_tensors(WEIGHTS_FILE, state_tensors(final))
+        w.section = {"spec": model_spec.to_dict(), "parameters": sum(p.numel() for p in final.parameters()),
+                     "weights": WEIGHTS_FILE, "bn_stats": None, "bn_layers": [],
+                     "train_images": len(data), "labels": labels.mode}
+        if cfg.evaluate:
+            _, test_set = load_split(DataOptions(recorded_data(spec), image_size=spec.image_size), "test")
+            w.metrics = {f"{spec.name}:test": evaluate(final, test_set, spec, device)}
+            info(f"student test top-1 {w.metrics[f'{spec.name}:test']['top1']:.4f}")
+        w.card |= {"title": f"Student {cfg.model} trained on {len(data)} condensed {spec.name} images",
+                   "summary": f"Trained for {cfg.epochs} epochs with {labels.mode} labels.",
+                   "usage": ["dcond evaluate <this folder>"]}
+    return w.out
+
+
+def _labels(art: Artifact, data: TensorImages, cfg: StudentConfig, device: torch.device):
+    """Where the targets come from, and the parent artifacts that implies."""
+    images = to_input(data.images.to(device), art.dataset)
+    role, k = ("labels" if art.kind == "labels" else "images"), art.dataset.num_classes
+    if cfg.teachers:
+        teacher_arts, models = load_teachers(cfg.teachers)
+        if not teacher_arts[0].dataset.same_classes(art.dataset):
+            raise DcondError("the teacher was trained on other classes or shapes than these images")
+        models = [place(m, device).eval() for m in models]
+        return FreshViews(images, data.labels, cfg, device, models, k), [(role, art)] + [("teacher", t)
+                                                                                      for t in teacher_arts]
+    if has_bank(art):
+        return Replay(open_bank(art), images, data.labels, cfg, device), [(role, art)]
+    return FreshViews(images, data.labels, cfg, device, [], k), [(role, art)]
+
+
+class Replay:
+    """Replays a stored bank: exactly the views the teacher labelled, with its logits."""
+
+    def __init__(self, bank: Bank, images: torch.Tensor, labels: torch.Tensor, cfg: StudentConfig,
+                 device: torch.device):
+        self.bank, self.images, self.labels, self.device = bank, images, labels, device
+        self.num_classes = bank.info["num_classes"]
+        self.temperature = cfg.temperature or bank.info["temperature"]
+        self.mode = "bank"
+        stored = bank.epochs
+        if stored is not None and cfg.epochs > stored and not cfg.wrap:
+            raise DcondError(f"the bank holds {stored} epochs but --epochs is {cfg.epochs}; relabel with more "
+                             "epochs, or pass --wrap to reuse its epochs cyclically")
+        if cfg.batch_size and cfg.batch_size != bank.info["batch_size"]:
+            raise DcondError(f"the bank was made with batch size {bank.info['batch_size']}; a student replays it "
+                             "as stored (leave out --batch-size)")
+        self.steps_per_epoch = -(-bank.info["num_images"] // bank.info["batch_size"])
+
+    def epoch(self, e: int) -> Iterator[Batch]:
+        stored = self.bank.epochs
+        for batch in self.bank.epoch(e % stored if stored else e):
+            yield (apply_views(self.images, batch.views), batch.logits.to(self.device),
+                   mixed_targets(self.labels, batch.views, self.num_classes).to(self.device))
+
+
+class FreshViews:
+    """Draws new views every epoch; labels them with teachers run online, or with mixed hard labels."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, cfg: StudentConfig, device: torch.device,
+                 teachers: list[nn.Module], num_classes: int):
+        self.images, self.labels, self.cfg, self.device, self.teachers = images, labels, cfg, device, teachers
+        self.num_classes = num_classes
+        self.temperature = cfg.temperature or 4.0
+        self.batch_size = cfg.batch_size or default_batch_size(len(labels))
+        self.steps_per_epoch = -(-len(labels) // self.batch_size)
+        self.mode = "online-teacher" if teachers else "hard"
+
+    def epoch(self, e: int) -> Iterator[Batch]:
+        views = draw_epoch(len(self.labels), self.batch_size, self.cfg.views, self.images.shape[-1],
+                           epoch_generator(self.cfg.seed, e))
+        for b in range(len(views)):
+            v = views.batch(b)
+            x = apply_views(self.images, v)
+            logits = ensemble_logits(self.teachers, x, self.device, self.cfg.amp) if self.teachers else None
+            yield x, logits, mixed_targets(self.labels, v, self.num_classes).to(self.device)
+
+
+def student_loss(cfg: StudentConfig, out: torch.Tensor, teacher: torch.Tensor | None, targets: torch.Tensor,
+                 temperature: float) -> torch.Tensor:
+    if teacher is None:  # hard labels (mixed): cross-entropy against the label distribution
+        return -(targets * F.log_softmax(out, 1)).sum(1).mean()
+    if cfg.loss == "kl":
+        return F.kl_div(F.log_softmax(out / temperature, 1), F.log_softmax(teacher / temperature, 1),
+                        log_target=True, reduction="batchmean")
+    return F.mse_loss(out, teacher) + cfg.ce_weight * -(targets * F.log_softmax(out, 1)).sum(1).mean()
+
+
+def _fit(model: nn.Module, labels, cfg: StudentConfig, device: torch.device) -> nn.Module:
+    optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
+    total, warmup = cfg.epochs * labels.steps_per_epoch, cfg.warmup_epochs * labels.steps_per_epoch
+    step, seen, t0 = 0, 0, time.perf_counter()
+    with progress("student epochs", cfg.epochs) as task:
+        for e in range(cfg.epochs):
+            model.train()
+            loss_sum, n = 0.0, 0
+            for x, teacher, targets in labels.epoch(e):
+                set_lr(optimizer, cfg.lr * lr_factor(cfg.schedule, step, total, warmup, cfg.zeta))
+                with autocast(device, cfg.amp):
+                    out = model(x).float()
+                loss = student_loss(cfg, out, teacher, targets, labels.temperature)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if ema is not None:
+                    ema.update_parameters(model)
+                step, n, seen, loss_sum = step + 1, n + len(x), seen + len(x), loss_sum + loss.item() * len(x)
+            task.advance(1, f"loss {loss_sum / n:.4f}, {seen / (time.perf_counter() - t0):.0f} images/s")
+    return ema.module if ema is not None else model
