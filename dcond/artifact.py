@@ -18,7 +18,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 from safetensors import SafetensorError
@@ -348,16 +347,54 @@ def class_folder(index: int, name: str, num_classes: int) -> str:
     return f"{index:0{max(3, len(str(num_classes - 1)))}d}_{safe}"
 
 
+def save_class_images(w: ArtifactWriter, c: int, images: torch.Tensor, start: int = 0) -> None:
+    """Write uint8 C×H×W images of class `c` as PNG files numbered from `start`."""
+    spec = w.dataset
+    folder = w.dir / IMAGES_DIR / class_folder(c, spec.classes[c], spec.num_classes)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(images):
+        array = img.permute(1, 2, 0).cpu().numpy()
+        Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(folder / f"{start + i:05d}.png")
+
+
+def describe_images(w: ArtifactWriter) -> None:
+    """Record in the kind section how many images each class folder holds."""
+    spec = w.dataset
+    per_class = [len(list((w.dir / IMAGES_DIR / class_folder(c, name, spec.num_classes)).glob("*.png")))
+                 for c, name in enumerate(spec.classes)]
+    w.section |= {"images_dir": IMAGES_DIR, "count": sum(per_class), "per_class": per_class}
+
+
+def written_images(w: ArtifactWriter) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images written into `w` so far, in the order readers of the finished artifact will see them."""
+    from dcond.data.images import decode_image
+
+    spec, root = w.dataset, w.dir / IMAGES_DIR
+    folders = {class_folder(c, n, spec.num_classes): c for c, n in enumerate(spec.classes)}
+    paths = sorted(p for p in root.glob("*/*.png") if p.parent.name in folders)
+    images = torch.stack([decode_image(p, spec.channels, spec.image_size) for p in paths])
+    return images, torch.tensor([folders[p.parent.name] for p in paths])
+
+
+def save_preview(w: ArtifactWriter, per_class: int = 10, scale: int = 2) -> None:
+    """preview.png: a contact sheet, one row per class, so a person can look at what was made."""
+    images, labels = written_images(w)
+    spec = w.dataset
+    side = spec.image_size * scale
+    sheet = torch.full((spec.channels, spec.num_classes * side, per_class * side), 255, dtype=torch.uint8)
+    for c in range(spec.num_classes):
+        for i, img in enumerate(images[labels == c][:per_class]):
+            big = img.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+            sheet[:, c * side:(c + 1) * side, i * side:(i + 1) * side] = big
+    array = sheet.permute(1, 2, 0).numpy()
+    Image.fromarray(array[..., 0] if spec.channels == 1 else array).save(w.path("preview.png"))
+
+
 def save_images(w: ArtifactWriter, images: torch.Tensor, labels: torch.Tensor) -> None:
     """Write uint8 N×C×H×W images as PNG class folders and describe them in the kind section."""
-    spec, counts = w.dataset, torch.bincount(labels, minlength=w.dataset.num_classes)
-    for c in range(spec.num_classes):
-        folder = w.dir / IMAGES_DIR / class_folder(c, spec.classes[c], spec.num_classes)
-        folder.mkdir(parents=True, exist_ok=True)
-        for i, img in enumerate(images[labels == c]):
-            array = img.permute(1, 2, 0).cpu().numpy()
-            Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(folder / f"{i:05d}.png")
-    w.section |= {"images_dir": IMAGES_DIR, "count": len(labels), "per_class": counts.tolist()}
+    for c in range(w.dataset.num_classes):
+        save_class_images(w, c, images[labels == c])
+    describe_images(w)
 
 
 def image_files(art: Artifact) -> tuple[list[Path], list[int]]:

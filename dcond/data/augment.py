@@ -108,7 +108,7 @@ def draw_epoch(num_images: int, batch_size: int, cfg: ViewConfig, image_size: in
     """The views of one epoch: a shuffled pass over the images, in batches of `batch_size`."""
     n = num_images
     order = torch.randperm(n, generator=gen)
-    boxes = _crop_boxes(n, cfg, gen)
+    boxes = crop_boxes(n, cfg.crop_scale, cfg.crop_ratio, gen)
     flips = (torch.rand(n, generator=gen) < cfg.flip).to(torch.uint8)
     nb = -(-n // batch_size)
     mix_perm = torch.arange(n)
@@ -133,12 +133,12 @@ def _beta(alpha: float, gen: torch.Generator) -> float:
     return float(np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen))).beta(alpha, alpha))
 
 
-def _crop_boxes(n: int, cfg: ViewConfig, gen: torch.Generator, attempts: int = 10) -> torch.Tensor:
-    """Random-resized-crop boxes as torchvision draws them: the first of several tries that fits, else the
-    whole image."""
-    area = torch.empty(n, attempts).uniform_(*cfg.crop_scale, generator=gen)
-    log_ratio = torch.empty(n, attempts).uniform_(math.log(cfg.crop_ratio[0]), math.log(cfg.crop_ratio[1]),
-                                                  generator=gen)
+def crop_boxes(n: int, scale: tuple[float, float], ratio: tuple[float, float], gen: torch.Generator,
+               attempts: int = 10) -> torch.Tensor:
+    """Random-resized-crop boxes (x1, y1, x2, y2 as fractions) as torchvision draws them: the first of several
+    tries that fits, else the whole image."""
+    area = torch.empty(n, attempts).uniform_(*scale, generator=gen)
+    log_ratio = torch.empty(n, attempts).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=gen)
     w, h = (area * log_ratio.exp()).sqrt(), (area / log_ratio.exp()).sqrt()
     fits = (w <= 1) & (h <= 1)
     first = torch.where(fits.any(1), fits.float().argmax(1), torch.full((n,), -1))
@@ -158,14 +158,23 @@ def _cutmix_box(lam: float, size: int, gen: torch.Generator) -> torch.Tensor:
     return (box * size).round() / size
 
 
+def resize_crops(images: torch.Tensor, boxes: torch.Tensor, size: int, sampling_ratio: int = 1) -> torch.Tensor:
+    """Crop box i (fractions) out of float image i and resize it to size×size, all in one batched call.
+    One bilinear sample per output pixel is exact for crops no larger than the output; pass
+    sampling_ratio=-1 to average over each output pixel's footprint when shrinking."""
+    n, _, h, w = images.shape
+    scale = torch.tensor([w, h, w, h], dtype=images.dtype, device=images.device)
+    rois = torch.cat([torch.arange(n, dtype=images.dtype, device=images.device)[:, None],
+                      boxes.to(images.device, images.dtype) * scale], 1)
+    return roi_align(images, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=sampling_ratio,
+                     aligned=True)
+
+
 def apply_views(images: torch.Tensor, views: Views) -> torch.Tensor:
     """Render one batch of views from float images (N×C×H×W, indexed by `views.order`), on their device."""
     x = images[views.order.to(images.device)]
-    n, _, h, w = x.shape
-    scale = torch.tensor([w, h, w, h], dtype=x.dtype, device=x.device)
-    rois = torch.cat([torch.arange(n, dtype=x.dtype, device=x.device)[:, None],
-                      views.boxes.to(x.device, x.dtype) * scale], 1)
-    x = roi_align(x, rois, output_size=(h, w), spatial_scale=1.0, sampling_ratio=1, aligned=True)
+    h, w = x.shape[-2:]
+    x = resize_crops(x, views.boxes, h)
     x = torch.where(views.flips.to(x.device).bool()[:, None, None, None], x.flip(3), x)
     lam = float(views.mix_lam[0])
     if lam < 1:

@@ -12,12 +12,20 @@ from dcond.models.registry import MODELS, ModelSpec, create_model, parse_options
 
 WEIGHTS_FILE = "model.safetensors"
 
-__all__ = ["MODELS", "ModelSpec", "WEIGHTS_FILE", "bn_layers", "create_model", "load_model", "load_teachers",
-           "load_weights", "parse_options", "state_tensors"]
+__all__ = ["MODELS", "ModelSpec", "WEIGHTS_FILE", "bn_layers", "classifier", "create_model", "load_model",
+           "load_teachers", "load_weights", "parse_options", "state_tensors"]
 
 
 def bn_layers(model: nn.Module) -> list[tuple[str, nn.modules.batchnorm._BatchNorm]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def classifier(model: nn.Module) -> nn.Linear:
+    """The final linear layer, whose input is the network's feature embedding."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise DcondError("this network has no linear classifier layer to take features from")
+    return linears[-1]
 
 
 def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:

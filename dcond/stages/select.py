@@ -1,0 +1,91 @@
+"""select: choose realistic condensed images from real data with a teacher (random, herding, RDED, SCORE).
+
+Work is split into one unit per class, each with its own seed: a unit's images are written as soon as
+it is done, so an interrupted run resumes with the classes still to do.
+"""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from dcond.artifact import ArtifactWriter, describe_images, save_preview, written_images
+from dcond.data import DataOptions, TensorImages, load_split, recorded_data
+from dcond.data.images import class_indices, load_all
+from dcond.engine import place, resolve_device
+from dcond.errors import DcondError
+from dcond.models import load_teachers
+from dcond.selection import SELECTORS, SelectContext
+from dcond.stages.relabel import RelabelConfig, write_bank
+from dcond.units import Unit, plan_units, run_units
+
+
+@dataclass
+class SelectConfig:
+    method: str = "random"
+    ipc: int = 10
+    candidates: int | None = None  # per class, drawn at random: a cap for speed
+    factor: int = 1  # rded: stitch factor × factor patches into one image
+    crops: int = 5  # rded: random crops scored per candidate
+    crop_scale: tuple[float, float] = (0.5, 1.0)  # rded: area range of those crops
+    score_views: int = 8  # score: augmented views whose soft labels describe a candidate
+    eps2: float = 0.5  # score: ε² of the coding rate
+    score_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # score: informativeness, discriminativeness, compressibility
+    teachers: list[Path] = field(default_factory=list)  # more teachers, for --relabel-epochs
+    relabel_epochs: int = 0  # > 0: also write a soft-label bank, making a labels artifact in one stage
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        SELECTORS.get(self.method)
+        if self.ipc < 1 or self.factor < 1 or self.crops < 1 or self.score_views < 1:
+            raise DcondError("--ipc, --factor, --crops and --score-views must be at least 1")
+        if self.candidates is not None and self.candidates < self.ipc * self.factor ** 2:
+            raise DcondError("--candidates must be at least --ipc × --factor²")
+        if self.relabel_epochs < 0:
+            raise DcondError("--relabel-epochs must be >= 0")
+
+
+def select(teacher: Path, data: DataOptions, cfg: SelectConfig, out: Path | None = None, force: bool = False) -> Path:
+    teacher_arts, models = load_teachers([teacher, *cfg.teachers])
+    spec = teacher_arts[0].dataset
+    data = replace(data, data=data.data or recorded_data(spec), image_size=spec.image_size)
+    real_spec, train = load_split(data, "train")
+    if real_spec.num_classes != spec.num_classes or real_spec.channels != spec.channels:
+        raise DcondError(f"dataset '{real_spec.name}' has {real_spec.num_classes} classes of {real_spec.channels}-"
+                         f"channel images; the teacher knows {spec.num_classes} classes of {spec.channels}-channel ones")
+    device = resolve_device(cfg.device)
+    ctx = SelectContext(place(models[0], device).eval(), spec, device, asdict(cfg))
+    method = SELECTORS.get(cfg.method)
+    members = class_indices(train.labels, spec.num_classes)
+    for c, idx in enumerate(members):
+        if len(idx) < cfg.ipc * cfg.factor ** 2:
+            raise DcondError(f"class '{spec.classes[c]}' has {len(idx)} images; --ipc {cfg.ipc} needs more")
+
+    def make(unit: Unit) -> torch.Tensor:
+        gen = unit.generator()
+        idx = members[unit.cls]
+        if cfg.candidates:
+            idx = idx[torch.randperm(len(idx), generator=gen)[: cfg.candidates]]
+        pool = load_all(train.take(idx)).images
+        return method(ctx, unit.cls, pool, cfg.ipc, gen)
+
+    config = {"teacher": teacher_arts[0].digest, "data": asdict(data), **asdict(cfg)}
+    key = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+    kind = "labels" if cfg.relabel_epochs else "images"
+    with ArtifactWriter(out, kind, spec, stage="select", config=config, force=force, resume_key=key,
+                        parents=[("teacher", a) for a in teacher_arts]) as w:
+        run_units(w, plan_units(spec.num_classes, cfg.ipc, None, cfg.seed), make, f"select {cfg.method}")
+        describe_images(w)
+        save_preview(w)
+        if cfg.relabel_epochs:
+            write_bank(w, TensorImages(*written_images(w)), teacher_arts, models,
+                       RelabelConfig(epochs=cfg.relabel_epochs, seed=cfg.seed, device=cfg.device))
+        w.card |= {"title": f"{cfg.ipc} images per class of {spec.name} selected by {cfg.method}",
+                   "summary": f"Real {real_spec.name} images chosen with `{cfg.method}` using a teacher; "
+                              "see preview.png.",
+                   "usage": ["dcond relabel <this folder> --teacher TEACHER --epochs 300",
+                             "dcond train-student <this folder> --model convnet"]}
+    return w.out
