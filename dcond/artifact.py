@@ -202,6 +202,11 @@ def _lineage(parents: list[Artifact]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
+def config_key(config: dict[str, Any]) -> str:
+    """A stable hash of a stage's configuration (and input digests): the key of its resumable work folder."""
+    return hashlib.sha256(_canonical(json.loads(json.dumps(config, default=str)))).hexdigest()
+
+
 def default_out(stage: str, root: Path = Path("runs")) -> Path:
     """A new folder under ./runs named after the stage and the time."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -16,6 +16,7 @@ console = Console(stderr=True, highlight=False)
 PLAIN_INTERVAL_S = 5.0
 
 _prefix = ""
+_live: Progress | None = None  # one display at a time: nested tasks join it
 
 
 def set_prefix(prefix: str) -> None:
@@ -36,7 +37,8 @@ class Task:
 
     def __init__(self, description: str, total: int, bar: Progress | None):
         self.description, self.total, self.done = description, total, 0
-        self._bar, self._id = bar, bar.add_task(description, total=total, status="") if bar else None
+        self._bar = bar
+        self._id = bar.add_task(description, total=total, status="") if bar else None
         self._last_line = time.monotonic()
 
     def advance(self, n: int = 1, status: str = "") -> None:
@@ -52,10 +54,23 @@ class Task:
 
 @contextmanager
 def progress(description: str, total: int) -> Iterator[Task]:
+    """A counted task: a bar on a terminal (inner tasks join the outer one's display), else plain lines."""
+    global _live
     if not console.is_terminal:
         yield Task(description, total, None)
+        return
+    if _live is not None:
+        task = Task(description, total, _live)
+        try:
+            yield task
+        finally:
+            _live.remove_task(task._id)
         return
     columns = (TextColumn(_prefix + "{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("{task.fields[status]}"))
     with Progress(*columns, console=console, transient=False) as bar:
-        yield Task(description, total, bar)
+        _live = bar
+        try:
+            yield Task(description, total, bar)
+        finally:
+            _live = None

@@ -16,30 +16,38 @@ from dcond.log import info, progress
 
 @dataclass(frozen=True)
 class Unit:
+    """Images start … start+count-1 of each class in `classes`."""
+
     index: int
-    cls: int
-    start: int  # first image index within the class
+    classes: tuple[int, ...]
+    start: int
     count: int
     seed: int
 
     def generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed)
 
+    @property
+    def labels(self) -> torch.Tensor:
+        """The class of each image the unit makes, class-major."""
+        return torch.tensor(self.classes).repeat_interleave(self.count)
 
-def plan_units(num_classes: int, ipc: int, per_unit: int | None, seed: int) -> list[Unit]:
-    """Class by class, in chunks of `per_unit` images (default: the whole class)."""
-    per_unit = per_unit or ipc
+
+def plan_units(num_classes: int, ipc: int, per_unit: int, seed: int, mix_classes: bool = False) -> list[Unit]:
+    """Chunks of `per_unit` images of one class each, or, with `mix_classes`, of every class at once."""
+    groups = [tuple(range(num_classes))] if mix_classes else [(c,) for c in range(num_classes)]
     units = []
-    for c in range(num_classes):
+    for classes in groups:
         for start in range(0, ipc, per_unit):
             index = len(units)
-            units.append(Unit(index, c, start, min(per_unit, ipc - start), seed * 1_000_003 + index))
+            units.append(Unit(index, classes, start, min(per_unit, ipc - start), seed * 1_000_003 + index))
     return units
 
 
 def run_units(w: ArtifactWriter, units: list[Unit], make: Callable[[Unit], torch.Tensor],
               description: str) -> None:
-    """Make and write every unit not already finished in `w` (a resumed run keeps finished ones)."""
+    """Make and write every unit not already finished in `w` (a resumed run keeps finished ones).
+    `make(unit)` returns the unit's images class-major, as `unit.labels` lists them."""
     done_dir = w.scratch / "units"
     done_dir.mkdir(exist_ok=True)
     todo = [u for u in units if not (done_dir / f"{u.index}.done").exists()]
@@ -49,6 +57,8 @@ def run_units(w: ArtifactWriter, units: list[Unit], make: Callable[[Unit], torch
         task.advance(len(units) - len(todo))
         for unit in todo:
             images = make(unit)
-            save_class_images(w, unit.cls, images, unit.start)
+            images = images.view(len(unit.classes), unit.count, *images.shape[1:])
+            for c, class_images in zip(unit.classes, images):
+                save_class_images(w, c, class_images, unit.start)
             (done_dir / f"{unit.index}.done").touch()  # after the images: a marked unit is complete
-            task.advance(1, f"class {unit.cls}")
+            task.advance(1)

@@ -8,7 +8,7 @@ import typer
 
 from dcond import __version__
 from dcond.cli.artifacts import evaluate_cmd, inspect_cmd, verify_cmd
-from dcond.cli.condense import select_cmd
+from dcond.cli.condense import select_cmd, synthesize_cmd
 from dcond.cli.labels import relabel_cmd
 from dcond.cli.train import train_student_cmd, train_teacher_cmd
 from dcond.errors import DcondError
@@ -16,6 +16,7 @@ from dcond.errors import DcondError
 app = typer.Typer(name="dcond", help="Dataset condensation as a chain of stages over artifact folders.",
                   add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 app.command("train-teacher")(train_teacher_cmd)
+app.command("synthesize")(synthesize_cmd)
 app.command("select")(select_cmd)
 app.command("relabel")(relabel_cmd)
 app.command("train-student")(train_student_cmd)

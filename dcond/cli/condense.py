@@ -1,5 +1,6 @@
-"""Commands that make condensed images: select."""
+"""Commands that make condensed images: select, synthesize."""
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -8,17 +9,19 @@ from dcond.cli.common import (Data, DataRoot, Device, Download, Force, ImageSize
                               Subset, Teachers, data_options, emit, input_path)
 from dcond.selection import SELECTORS
 from dcond.stages.select import SelectConfig, select
+from dcond.stages.synthesize import SynthConfig, synthesize
+from dcond.synthesis import SYNTHESIZERS
 
-C = SelectConfig
+C, Y = SelectConfig, SynthConfig
 Ipc = Annotated[int, typer.Option("--ipc", help="Images per class.")]
+RealData = Annotated[str, typer.Option("--data", help="Real data to draw from (default: the teacher's dataset).")]
 RelabelEpochs = Annotated[int, typer.Option("--relabel-epochs", help="Also write a soft-label bank of this many "
                                                                      "epochs (a labels artifact in one stage).")]
 
 
 def select_cmd(
     teacher_artifact: InputArtifact = None,
-    data: Annotated[str, typer.Option("--data", help="Real data to select from (default: the teacher's "
-                                                     "dataset).")] = "",
+    data: RealData = "",
     data_root: DataRoot = None, download: Download = False, image_size: ImageSize = 32, subset: Subset = None,
     method: Annotated[str, typer.Option(help=f"{', '.join(SELECTORS.names())}.")] = C.method,
     ipc: Ipc = C.ipc,
@@ -41,4 +44,39 @@ def select_cmd(
                        relabel_epochs=relabel_epochs, seed=seed, device=device)
     path = select(input_path(teacher_artifact), data_options(data, data_root, download, image_size, subset), cfg,
                   out, force)
+    emit(path, json)
+
+
+def synthesize_cmd(
+    teacher_artifact: InputArtifact = None,
+    method: Annotated[str, typer.Option(help=f"{', '.join(SYNTHESIZERS.names())}.")] = Y.method,
+    ipc: Ipc = Y.ipc,
+    iterations: Annotated[int, typer.Option(help="Optimisation steps per unit.")] = Y.iterations,
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default: the method's).")] = None,
+    r_bn: Annotated[Optional[float], typer.Option(help="Weight of the BN-statistics loss (default: the "
+                                                       "method's).")] = None,
+    first_bn_weight: float = Y.first_bn_weight,
+    crop_scale: Annotated[Optional[tuple[float, float]], typer.Option(help="Crop area range (default: the "
+                                                                           "method's).")] = None,
+    jitter: Annotated[Optional[int], typer.Option(help="Random roll in pixels (default: scaled from "
+                                                       "SRe2L's 32 of 224).")] = None,
+    flip: float = Y.flip,
+    alpha: Annotated[float, typer.Option(help="edc: weight of global against class statistics.")] = Y.alpha,
+    ema_momentum: Annotated[float, typer.Option(help="edc: EMA of synthetic statistics.")] = Y.ema_momentum,
+    per_unit: Annotated[Optional[int], typer.Option(help="Images of each class per unit of work.")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="edc: images artifact to start from (default: random "
+                                                      "real images of --data).")] = None,
+    data: RealData = "", data_root: DataRoot = None, download: Download = False,
+    teacher: Teachers = None, relabel_epochs: RelabelEpochs = Y.relabel_epochs,
+    amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = Y.amp,
+    seed: Seed = Y.seed, device: Device = Y.device, out: Out = None, force: Force = False, json: Json = False,
+) -> None:
+    """Recover IPC images per class from a teacher by matching its BatchNorm statistics (sre2l, classwise, edc)."""
+    cfg = SynthConfig(method=method, ipc=ipc, iterations=iterations, lr=lr, r_bn=r_bn,
+                      first_bn_weight=first_bn_weight, crop_scale=tuple(crop_scale) if crop_scale else None,
+                      jitter=jitter, flip=flip, alpha=alpha, ema_momentum=ema_momentum, per_unit=per_unit,
+                      init=init, teachers=list(teacher or []), relabel_epochs=relabel_epochs, seed=seed,
+                      device=device, amp=amp)
+    path = synthesize(input_path(teacher_artifact), data_options(data, data_root, download, 32, None), cfg, out,
+                      force)
     emit(path, json)

@@ -5,18 +5,15 @@ and λ per batch) from the seed, run the teacher (or the mean of several teacher
 those views, and store parameters and logits as one bank file per epoch.
 """
 
-import hashlib
-import json
 import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
 import torch
 
-from dcond.artifact import Artifact, ArtifactWriter, image_files, save_images
+from dcond.artifact import (Artifact, ArtifactWriter, config_key, describe_images, image_files, save_images,
+                            save_preview, written_images)
 from dcond.bank import epoch_file, write_epoch
 from dcond.data import TensorImages, to_input
 from dcond.data.augment import ViewConfig, apply_views, draw_epoch, epoch_generator
@@ -63,7 +60,7 @@ def relabel(images: Path, teachers: list[Path], cfg: RelabelConfig, out: Path | 
     parents = ([("images", source)] if source else []) + [("teacher", t) for t in teacher_arts]
     config = {"images": str(images), "teachers": [t.digest for t in teacher_arts], **asdict(cfg)}
     with ArtifactWriter(out, "labels", spec, stage="relabel", config=config, parents=parents, force=force,
-                        resume_key=_key(config, source)) as w:
+                        resume_key=config_key(config | {"source": source.digest if source else None})) as w:
         carry_images(w, source, data)
         write_bank(w, data, teacher_arts, models, cfg)
         w.card |= {"title": f"Soft labels for {len(data)} condensed {spec.name} images",
@@ -72,11 +69,6 @@ def relabel(images: Path, teachers: list[Path], cfg: RelabelConfig, out: Path | 
                    "usage": ["dcond train-student <this folder> --model convnet",
                              "dcond compress-labels <this folder> --method prune+topk"]}
     return w.out
-
-
-def _key(config: dict[str, Any], source: Artifact | None) -> str:
-    parts = json.dumps(config, sort_keys=True, default=str) + (source.digest if source else "")
-    return hashlib.sha256(parts.encode()).hexdigest()
 
 
 def carry_images(w: ArtifactWriter, source: Artifact | None, data: TensorImages) -> None:
@@ -125,3 +117,14 @@ def write_bank(w: ArtifactWriter, data: TensorImages, teacher_arts: list[Artifac
                          "num_images": len(data), "num_classes": spec.num_classes, "temperature": cfg.temperature,
                          "views": cfg.views.to_dict(), "seed": cfg.seed, "dtype": cfg.dtype,
                          "teachers": [t.digest for t in teacher_arts]}
+
+
+def finish_images(w: ArtifactWriter, teacher_arts: list[Artifact], models: list[torch.nn.Module],
+                  relabel_epochs: int, seed: int, device: str) -> None:
+    """The end of a stage that made images: count them, draw the preview, and with `relabel_epochs` also
+    label them, which makes the artifact a labels artifact in one stage."""
+    describe_images(w)
+    save_preview(w)
+    if relabel_epochs:
+        write_bank(w, TensorImages(*written_images(w)), teacher_arts, models,
+                   RelabelConfig(epochs=relabel_epochs, seed=seed, device=device))

@@ -4,21 +4,19 @@ Work is split into one unit per class, each with its own seed: a unit's images a
 it is done, so an interrupted run resumes with the classes still to do.
 """
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
-from dcond.artifact import ArtifactWriter, describe_images, save_preview, written_images
-from dcond.data import DataOptions, TensorImages, load_split, recorded_data
+from dcond.artifact import ArtifactWriter, config_key
+from dcond.data import DataOptions, load_split, recorded_data
 from dcond.data.images import class_indices, load_all
 from dcond.engine import place, resolve_device
 from dcond.errors import DcondError
 from dcond.models import load_teachers
 from dcond.selection import SELECTORS, SelectContext
-from dcond.stages.relabel import RelabelConfig, write_bank
+from dcond.stages.relabel import finish_images
 from dcond.units import Unit, plan_units, run_units
 
 
@@ -66,23 +64,19 @@ def select(teacher: Path, data: DataOptions, cfg: SelectConfig, out: Path | None
 
     def make(unit: Unit) -> torch.Tensor:
         gen = unit.generator()
-        idx = members[unit.cls]
+        (c,) = unit.classes
+        idx = members[c]
         if cfg.candidates:
             idx = idx[torch.randperm(len(idx), generator=gen)[: cfg.candidates]]
         pool = load_all(train.take(idx)).images
-        return method(ctx, unit.cls, pool, cfg.ipc, gen)
+        return method(ctx, c, pool, cfg.ipc, gen)
 
     config = {"teacher": teacher_arts[0].digest, "data": asdict(data), **asdict(cfg)}
-    key = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
     kind = "labels" if cfg.relabel_epochs else "images"
-    with ArtifactWriter(out, kind, spec, stage="select", config=config, force=force, resume_key=key,
+    with ArtifactWriter(out, kind, spec, stage="select", config=config, force=force, resume_key=config_key(config),
                         parents=[("teacher", a) for a in teacher_arts]) as w:
-        run_units(w, plan_units(spec.num_classes, cfg.ipc, None, cfg.seed), make, f"select {cfg.method}")
-        describe_images(w)
-        save_preview(w)
-        if cfg.relabel_epochs:
-            write_bank(w, TensorImages(*written_images(w)), teacher_arts, models,
-                       RelabelConfig(epochs=cfg.relabel_epochs, seed=cfg.seed, device=cfg.device))
+        run_units(w, plan_units(spec.num_classes, cfg.ipc, cfg.ipc, cfg.seed), make, f"select {cfg.method}")
+        finish_images(w, teacher_arts, models, cfg.relabel_epochs, cfg.seed, cfg.device)
         w.card |= {"title": f"{cfg.ipc} images per class of {spec.name} selected by {cfg.method}",
                    "summary": f"Real {real_spec.name} images chosen with `{cfg.method}` using a teacher; "
                               "see preview.png.",

@@ -1,7 +1,5 @@
 """train-teacher: train a network on real data; store it with its test accuracy and per-class BN statistics."""
 
-import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -10,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from dcond.artifact import ArtifactWriter
+from dcond.artifact import ArtifactWriter, config_key
 from dcond.bnstats import class_bn_statistics
 from dcond.checkpoint import load_checkpoint, save_checkpoint
 from dcond.data import DataOptions, batches, load_split, open_source, to_input
@@ -61,8 +59,8 @@ def train_teacher(data: DataOptions, cfg: TeacherConfig, out: Path | None = None
     if cfg.weights is not None:
         load_weights(model, cfg.weights)
     config = {"data": asdict(data), **asdict(cfg)}
-    key = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
-    with ArtifactWriter(out, "model", spec, stage="train-teacher", config=config, force=force, resume_key=key) as w:
+    with ArtifactWriter(out, "model", spec, stage="train-teacher", config=config, force=force,
+                        resume_key=config_key(config)) as w:
         model = place(model, device)
         _fit(model, train_set, spec, cfg, device, w.scratch / CHECKPOINT)
         metrics = evaluate(model, test_set, spec, device)
