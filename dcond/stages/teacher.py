@@ -34,7 +34,7 @@ class TeacherConfig:
     schedule: str = "cosine"
     warmup_epochs: int = 0
     label_smoothing: float = 0.1
-    crop_pad: int = 2  # random pad-and-crop by up to this many pixels, plus horizontal flips; -1: no augmentation
+    crop_pad: int = 0  # random pad-and-crop by up to this many pixels (0: none), plus flips; -1: no augmentation
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # bf16 autocast on CUDA

@@ -1,0 +1,41 @@
+"""Helpers for the benchmark scripts: run dcond commands, time them, summarise repeated runs."""
+
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DCOND = str(Path(sys.executable).parent / "dcond")
+OUT = Path(os.environ.get("DCOND_BENCH_OUT", Path(__file__).parent / "out"))
+
+
+def dcond(*args, log: Path | None = None) -> tuple[str, float]:
+    """Run `dcond ARGS`; return its stdout (the artifact path) and its wall time in seconds."""
+    cmd = [DCOND, *map(str, args)]
+    print("$ dcond " + " ".join(shlex.quote(str(a)) for a in args), file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=open(log, "a") if log else None, text=True)
+    elapsed = time.perf_counter() - t0
+    if r.returncode != 0:
+        sys.exit(f"benchmark step failed: {' '.join(cmd)}")
+    return r.stdout.strip(), elapsed
+
+
+def metrics(path: str) -> dict:
+    m = json.loads((Path(path) / "metrics.json").read_text())
+    return next(v for k, v in m.items() if k.endswith(":test"))
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def machine() -> str:
+    import torch
+
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
