@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import zstandard
 from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as safetensors_bytes
 from safetensors.torch import save_file
 
 from dcond import __version__
@@ -33,6 +35,7 @@ MANIFEST, CARD, METRICS = "dcond.json", "README.md", "metrics.json"
 ANNOTATIONS = frozenset({CARD, METRICS})  # may change after creation (evaluate adds metrics); not in the digest
 KINDS = ("model", "images", "labels", "generator")
 IMAGES_DIR = "images"
+ZSTD_SUFFIX = ".zst"  # a file zstandard-compressed as a whole
 _CHUNK = 1 << 20
 
 
@@ -92,8 +95,15 @@ class Artifact:
             raise DcondError(f"{self.path}: '{name}' is corrupted: its checksum does not match the manifest")
         return path
 
-    def tensors(self, name: str) -> dict[str, torch.Tensor]:
-        return read_tensors(self.file(name))
+    def tensors(self, name: str, raw_size: int | None = None) -> dict[str, torch.Tensor]:
+        """A safetensors file; one ending in `.zst` must expand to exactly `raw_size` bytes (what the manifest
+        records), so a crafted frame cannot make the reader allocate more."""
+        path = self.file(name)
+        if not name.endswith(ZSTD_SUFFIX):
+            return read_tensors(path)
+        if raw_size is None:
+            raise DcondError(f"{self.path}: the manifest gives no uncompressed size for '{name}'")
+        return parse_tensors(unzstd(path.read_bytes(), raw_size, path), path)
 
     def json(self, name: str) -> Any:
         try:
@@ -108,9 +118,37 @@ class Artifact:
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
-        return load_safetensors(path.read_bytes())
-    except (SafetensorError, ValueError, OSError) as e:
+        data = path.read_bytes()
+    except OSError as e:
         raise DcondError(f"{path} is not a readable safetensors file ({e})") from None
+    return parse_tensors(data, path)
+
+
+def parse_tensors(data: bytes, path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_safetensors(data)
+    except (SafetensorError, ValueError) as e:
+        raise DcondError(f"{path} is not a readable safetensors file ({e})") from None
+
+
+def unzstd(data: bytes, size: int, path: Path) -> bytes:
+    """One zstandard frame that declares, and expands to, exactly `size` bytes."""
+    try:
+        declared = zstandard.frame_content_size(data)
+    except zstandard.ZstdError:
+        raise DcondError(f"{path} is not a zstandard file") from None
+    if declared < 0:
+        raise DcondError(f"{path}: the zstandard frame does not declare its size; dcond reads only frames that do")
+    if declared > size:
+        raise DcondError(f"{path}: the zstandard frame would expand to {declared} bytes, past the {size} bytes "
+                         "the manifest allows")
+    try:
+        out = zstandard.ZstdDecompressor().decompress(data, max_output_size=size, allow_extra_data=False)
+    except zstandard.ZstdError as e:
+        raise DcondError(f"{path}: truncated or corrupt zstandard frame ({e})") from None
+    if len(out) != size:
+        raise DcondError(f"{path}: the zstandard frame holds {len(out)} bytes; the manifest expects {size}")
+    return out
 
 
 def open_artifact(path: Path | str, kinds: Iterable[str] | None = None) -> Artifact:
@@ -269,8 +307,19 @@ class ArtifactWriter:
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
-    def save_tensors(self, name: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, self.path(name), metadata=metadata)
+    def save_tensors(self, name: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None,
+                     zstd_level: int = 0) -> int:
+        """Write a safetensors file, zstandard-compressed as a whole with `zstd_level` > 0 (then `name` must end
+        in `.zst`). Returns its uncompressed size, which a reader of a compressed file needs."""
+        tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        if not zstd_level:
+            save_file(tensors, self.path(name), metadata=metadata)
+            return self.path(name).stat().st_size
+        if not name.endswith(ZSTD_SUFFIX):
+            raise ValueError(f"a zstandard-compressed file's name must end in {ZSTD_SUFFIX}: {name}")
+        data = safetensors_bytes(tensors, metadata=metadata)
+        self.path(name).write_bytes(zstandard.ZstdCompressor(level=zstd_level).compress(data))
+        return len(data)
 
     def write_json(self, name: str, obj: Any) -> None:
         self.path(name).write_text(json.dumps(obj, indent=2) + "\n")
