@@ -84,9 +84,18 @@ class Views:
         return len(self.mix_lam)
 
     def batch(self, b: int) -> "Views":
-        rows = slice(b * self.batch_size, (b + 1) * self.batch_size)
+        return self.take(b, slice(b * self.batch_size, (b + 1) * self.batch_size))
+
+    def take(self, b: int, rows: slice) -> "Views":
+        """Batch `b`, whose views are rows `rows` (batches of several sizes lie end to end)."""
         return Views(self.order[rows], self.boxes[rows], self.flips[rows], self.mix_perm[rows],
                      self.mix_lam[b: b + 1], self.mix_box[b: b + 1], self.batch_size)
+
+    @classmethod
+    def concat(cls, parts: list["Views"]) -> "Views":
+        """Batches end to end, as one Views (the batch size of the first)."""
+        fields = ("order", "boxes", "flips", "mix_perm", "mix_lam", "mix_box")
+        return cls(*(torch.cat([getattr(v, f) for v in parts]) for f in fields), parts[0].batch_size)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """Compact dtypes for storage (indices as int32)."""

@@ -76,7 +76,12 @@ def carry_images(w: ArtifactWriter, source: Artifact | None, data: TensorImages)
     system allows, copies otherwise; an ImageFolder's images are written anew at the teacher's size."""
     if source is None:
         save_images(w, data.images, data.labels)
-        return
+    else:
+        link_images(w, source)
+
+
+def link_images(w: ArtifactWriter, source: Artifact) -> None:
+    """The images of an images or labels artifact, as hard links where the file system allows, else copies."""
     paths, _ = image_files(source)
     for src in paths:
         dst = w.path(src.relative_to(source.path).as_posix())
