@@ -5,7 +5,8 @@ their teacher logits. Each stored form (the dense bank `relabel` writes; the com
 `compress-labels`) registers a reader in `ENCODINGS`, so `train-student` reads them all the same way.
 
 Dense layout: one file per epoch, `bank/epoch_00000.safetensors`, holding the epoch's `Views` tensors
-(see `dcond.data.augment`) and `logits` (views × classes, fp16 by default), rows in batch order.
+(see `dcond.data.augment`) and `logits` (views × classes, fp16 by default), rows in batch order. The
+compressed forms live in `dcond.compression`.
 """
 
 from collections.abc import Callable, Iterator
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 import torch
 
 from dcond.artifact import Artifact, ArtifactWriter
-from dcond.data.augment import Views, ViewConfig
+from dcond.data.augment import Views
 from dcond.errors import DcondError
 from dcond.registry import Registry
 
@@ -61,7 +62,6 @@ def open_bank(art: Artifact) -> Bank:
 class DenseBank:
     def __init__(self, art: Artifact):
         self.art, self.info = art, art.section["bank"]
-        self.view_config = ViewConfig.from_dict(self.info["views"])
 
     @property
     def epochs(self) -> int:
@@ -83,3 +83,6 @@ def write_epoch(w: ArtifactWriter, epoch: int, views: Views, logits: torch.Tenso
     tmp = path.with_name(f".{path.name}.tmp")
     w.save_tensors(tmp.relative_to(w.dir).as_posix(), views.tensors() | {"logits": logits.to(dtype)})
     tmp.replace(path)
+
+
+from dcond import compression  # noqa: E402,F401  (registers the compressed encoding)

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dcond.artifact import ArtifactWriter, open_artifact, save_images
 from dcond.cli import main
+from dcond.data import DataOptions, load_all, load_split
+from dcond.stages.teacher import TeacherConfig, train_teacher
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 TINY_MODEL = ["--model-opt", "width=8", "--model-opt", "depth=2"]
@@ -66,6 +69,30 @@ def tiny_teacher(cli, tiny_folder, tmp_path) -> Path:
             *TINY_MODEL, "--out", tmp_path / "teacher")
     assert r.code == 0, r.stderr
     return Path(r.stdout.strip())
+
+
+def images_artifact_of(folder: Path, teacher: Path, out: Path) -> Path:
+    """An images artifact of a tiny folder's images, as synthesize or select would write one."""
+    _, data = load_split(DataOptions(str(folder), image_size=12), "train")
+    data = load_all(data)
+    with ArtifactWriter(out, "images", open_artifact(teacher).dataset, stage="test", config={}) as w:
+        save_images(w, data.images, data.labels)
+    return w.out
+
+
+@pytest.fixture
+def images_artifact(tiny_teacher, tiny_folder, tmp_path) -> Path:
+    return images_artifact_of(tiny_folder, tiny_teacher, tmp_path / "images")
+
+
+@pytest.fixture(scope="session")
+def shared_teacher_images(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny teacher and an images artifact of its folder, made once for the tests that only read them."""
+    root = tmp_path_factory.mktemp("shared")
+    folder = make_image_folder(root / "tiny")
+    cfg = TeacherConfig(epochs=2, batch_size=8, model_options={"width": 8, "depth": 2})
+    teacher = train_teacher(DataOptions(str(folder), image_size=12), cfg, root / "teacher")
+    return teacher, images_artifact_of(folder, teacher, root / "images")
 
 
 def tree(root: Path) -> dict[str, int]:

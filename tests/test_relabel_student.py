@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 
 import dcond.stages.relabel as relabel_stage
 from conftest import TINY_MODEL
-from dcond.artifact import ArtifactWriter, open_artifact, save_images, verify
+from dcond.artifact import open_artifact, verify
 from dcond.bank import open_bank
 from dcond.data import load_all, to_input
 from dcond.data.augment import ViewConfig
@@ -18,19 +18,6 @@ from dcond.stages.relabel import RelabelConfig, relabel
 from dcond.stages.student import Replay, StudentConfig, train_student
 
 TINY = {"width": 8, "depth": 2}
-
-
-@pytest.fixture
-def images_artifact(tiny_teacher, tiny_folder, tmp_path):
-    """An images artifact of the tiny folder's images, as synthesize or select would write one."""
-    from dcond.data import DataOptions, load_split
-
-    spec, data = load_split(DataOptions(str(tiny_folder), image_size=12), "train")
-    data = load_all(data)
-    with ArtifactWriter(tmp_path / "images", "images", open_artifact(tiny_teacher).dataset, stage="test",
-                        config={}) as w:
-        save_images(w, data.images, data.labels)
-    return w.out
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Commands that make and shrink soft labels: relabel."""
+"""Commands that make and shrink soft labels: relabel, compress-labels."""
 
 from typing import Annotated, Optional
 
@@ -6,10 +6,12 @@ import typer
 
 from dcond.cli.common import (CropScale, Device, Flip, Force, InputArtifact, Json, Mix, MixAlpha, MixProb, Out, Seed,
                               Teachers, emit, input_path, view_config)
+from dcond.compression import METHODS
 from dcond.data.augment import ViewConfig
+from dcond.stages.compress import CompressConfig, compress_labels
 from dcond.stages.relabel import RelabelConfig, relabel
 
-R, V = RelabelConfig, ViewConfig
+R, V, C = RelabelConfig, ViewConfig, CompressConfig
 
 
 def relabel_cmd(
@@ -29,3 +31,27 @@ def relabel_cmd(
                         views=view_config(crop_scale, flip, mix, mix_prob, mix_alpha), dtype=dtype, seed=seed,
                         device=device, amp=amp)
     emit(relabel(input_path(images), list(teacher or []), cfg, out, force), json)
+
+
+def compress_labels_cmd(
+    labels: InputArtifact = None,
+    method: Annotated[str, typer.Option(help=f"{', '.join(METHODS.names())}, or a chain of them joined by '+' "
+                                             "(prune+lowrank+quantize).")] = C.method,
+    keep: Annotated[float, typer.Option(help="prune: fraction of the stored batches kept, pooled across "
+                                             "epochs.")] = C.keep,
+    k: Annotated[int, typer.Option("--k", help="topk: classes kept per view.")] = C.k,
+    fill: Annotated[str, typer.Option(help="topk: the other classes share the remaining mass (uniform) or take "
+                                           "the smallest kept value (min).")] = C.fill,
+    rank: Annotated[Optional[int], typer.Option(help="lowrank: rank per image (with --energy, its cap).")] = None,
+    energy: Annotated[Optional[float], typer.Option(help="lowrank: per image, the smallest rank keeping this share "
+                                                         "of the squared singular values.")] = None,
+    dtype: Annotated[str, typer.Option(help="quantize: int8 (one scale per row), float16 or bfloat16.")] = C.dtype,
+    zstd_level: Annotated[int, typer.Option(help="zstandard-compress every file at this level (1-22); 0: "
+                                                 "off.")] = C.zstd_level,
+    seed: Seed = C.seed, out: Out = None, force: Force = False, json: Json = False,
+) -> None:
+    """Shrink a soft-label bank (prune, topk, lowrank, quantize, zstd); train-student reads the result directly."""
+    cfg = CompressConfig(method=method, keep=keep, k=k, fill=fill, rank=rank, energy=energy, dtype=dtype,
+                         zstd_level=zstd_level, seed=seed)
+    emit(compress_labels(input_path(labels), cfg, out, force), json)
+

@@ -1,0 +1,108 @@
+"""The compressed bank on disk (encoding "compressed") and its reader, which `train-student` uses through the
+common `Bank` interface (spec: docs/artifact-format.md).
+
+    bank/labels.safetensors[.zst]  the coded labels of the kept views, rows in stored order (kept batches by
+                                   ascending id, each batch's views in order); `pool`, the kept batch ids,
+                                   when pruned
+    bank/views.safetensors[.zst]   the kept batches' `Views`, end to end; absent when they are drawn again
+                                   from the bank's seed, which compression checks before leaving them out
+"""
+
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+from dcond.artifact import Artifact, ArtifactWriter, ZSTD_SUFFIX
+from dcond.bank import BANK_DIR, ENCODINGS, BankBatch
+from dcond.compression import CODINGS, Work, batch_offsets, batches_per_epoch, record
+from dcond.compression.prune import draw
+from dcond.compression.quantize import dequantize
+from dcond.data.augment import ViewConfig, Views, draw_epoch, epoch_generator
+from dcond.errors import DcondError
+
+POOL = "pool"
+
+
+def drawn_views(info: dict[str, Any], image_size: int, epoch: int) -> Views:
+    """The views of a relabel epoch, drawn again from the bank's seed."""
+    return draw_epoch(info["num_images"], info["batch_size"], ViewConfig.from_dict(info["views"]), image_size,
+                      epoch_generator(info["seed"], epoch))
+
+
+def views_from_seed(work: Work, image_size: int) -> bool:
+    """Whether every kept batch's views are exactly what the bank's seed draws again (not so for imported
+    banks, or if the drawing code changed since the bank was made)."""
+    if work.info.get("views") is None or work.info.get("seed") is None:
+        return False
+    nb = batches_per_epoch(work.info)
+    epoch = lru_cache(maxsize=1)(lambda e: drawn_views(work.info, image_size, e))
+    for i, batch in zip(work.ids, work.batches):
+        drawn = epoch(i // nb).batch(i % nb).tensors()
+        if not all(torch.equal(drawn[k], v) for k, v in batch.views.tensors().items()):
+            return False
+    return True
+
+
+def write(w: ArtifactWriter, work: Work, pruned: bool, from_seed: bool, zstd_level: int) -> dict[str, Any]:
+    """Write the bank's files; returns the `files` entry of its section: name and uncompressed size of each."""
+    suffix = ".safetensors" + (ZSTD_SUFFIX if zstd_level else "")
+    labels = work.tensors | ({POOL: torch.tensor(work.ids, dtype=torch.int32)} if pruned else {})
+    parts = {"labels": labels}
+    if not from_seed:
+        parts["views"] = Views.concat([b.views for b in work.batches]).tensors()
+    files = {}
+    for role, tensors in parts.items():
+        name = f"{BANK_DIR}/{role}{suffix}"
+        files[role] = {"name": name, "raw_bytes": w.save_tensors(name, tensors, zstd_level=zstd_level)}
+    return files
+
+
+@ENCODINGS.register("compressed")
+class CompressedBank:
+    def __init__(self, art: Artifact):
+        self.art, self.info = art, art.section["bank"]
+        self.image_size = art.dataset.image_size
+        stored = self._tensors("labels")
+        pool = stored.pop(POOL, None)
+        self.ids = pool.long() if pool is not None else torch.arange(self.info["source_epochs"] *
+                                                                      batches_per_epoch(self.info))
+        self.offsets = batch_offsets(self.ids, self.info)
+        self.labels = dequantize(stored)
+        self.decode = CODINGS.get(self.info["coding"])
+        self.views = Views.from_tensors(self._tensors("views"), self.info["batch_size"]) \
+            if "views" in self.info["files"] else None
+        self._drawn = lru_cache(maxsize=1)(lambda e: drawn_views(self.info, self.image_size, e))
+        self._check()
+
+    @property
+    def epochs(self) -> int | None:
+        return self.info["epochs"]
+
+    def epoch(self, e: int) -> Iterator[BankBatch]:
+        nb = batches_per_epoch(self.info)
+        positions = range(e * nb, (e + 1) * nb) if self.epochs else draw(len(self.ids), nb,
+                                                                         record(self.info, "prune")["seed"], e)
+        for p in positions:
+            rows = slice(int(self.offsets[p]), int(self.offsets[p + 1]))
+            views = self.views.take(p, rows) if self.views else self._drawn(int(self.ids[p]) // nb).batch(
+                int(self.ids[p]) % nb)
+            yield BankBatch(views, self.decode(self.labels, self.info, rows, views.order))
+
+    def _tensors(self, role: str) -> dict[str, torch.Tensor]:
+        entry = self.info["files"][role]
+        return self.art.tensors(entry["name"], entry["raw_bytes"])
+
+    def _check(self) -> None:
+        """The files hold what the manifest describes: the kept batches exist, and every coded row decodes."""
+        batches = self.info["source_epochs"] * batches_per_epoch(self.info)
+        rows = int(self.offsets[-1])
+        try:
+            ok = bool(((self.ids >= 0) & (self.ids < batches)).all()) and \
+                (self.views is None or len(self.views.order) == rows) and \
+                len(self.decode(self.labels, self.info, slice(rows - 1, rows), torch.zeros(1, dtype=torch.long))) == 1
+        except (IndexError, RuntimeError, KeyError):
+            ok = False
+        if not ok:
+            raise DcondError(f"{self.art.path}: the compressed bank's files do not hold what its manifest describes")

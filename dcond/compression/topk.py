@@ -1,0 +1,46 @@
+"""topk: keep the k largest teacher outputs of every view (FKD; the quantised follow-up of label pruning).
+
+Stored per view: the k largest log-probabilities at the bank's temperature T, log softmax(z / T), and their
+classes as int16. At train time the other K − k classes are filled back (`--fill`): `uniform` spreads the
+remaining probability mass m = 1 − Σ kept evenly over them (FKD), `min` gives them the view's smallest kept
+value (the quantised follow-up); the logits handed to the student are T · log p̂.
+
+Bound: the kept classes keep their probabilities, so with uniform fill KL(p ‖ p̂) = m · KL(tail / m ‖
+uniform) ≤ m · log(K − k) per view (plus the rounding of the stored values).
+"""
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from dcond.compression import CODE, CODINGS, METHODS, Method, Work, record
+from dcond.errors import DcondError
+
+FILLS = ("uniform", "min")
+_MIN_MASS = 1e-12  # the remaining mass is floored before its log is taken (rounding can leave it ≤ 0)
+
+
+def compress(work: Work, options: dict[str, Any]) -> dict[str, Any]:
+    k, classes = options["k"], work.info["num_classes"]
+    if k >= classes:
+        raise DcondError(f"--k {k} keeps every class; the bank has {classes}, so use --k {classes - 1} or less")
+    if classes > torch.iinfo(torch.int16).max:
+        raise DcondError(f"topk stores class indices as int16; the bank has {classes} classes")
+    values, indices = F.log_softmax(work.logits / work.info["temperature"], 1).topk(k, 1)
+    work.coding, work.tensors = "topk", {"values": values, "indices": indices.to(torch.int16)}
+    return {"k": k, "fill": options["fill"]}
+
+
+@CODINGS.register("topk")
+def decode(t: dict[str, torch.Tensor], info: dict[str, Any], rows: slice, order: torch.Tensor) -> torch.Tensor:
+    values, indices = t["values"][rows], t["indices"][rows].long()
+    classes, k = info["num_classes"], values.shape[1]
+    if record(info, "topk")["fill"] == "uniform":
+        fill = ((1 - values.exp().sum(1, keepdim=True)).clamp_min(_MIN_MASS) / (classes - k)).log()
+    else:
+        fill = values.min(1, keepdim=True).values
+    return fill.expand(len(values), classes).scatter(1, indices, values) * info["temperature"]
+
+
+METHODS.register("topk")(Method(CODE, compress))

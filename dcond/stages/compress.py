@@ -1,0 +1,112 @@
+"""compress-labels: shrink a dense soft-label bank by a chain of methods (prune, topk, lowrank, quantize), with
+optional zstandard compression of every file, into a labels artifact `train-student` reads directly.
+
+Read the whole bank, run the chain on it in memory, leave out the views when the bank's seed draws them
+again, write, and record sizes, the ratio and the mean KL divergence between the original and the
+reconstructed label distributions of the kept views.
+"""
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch.nn.functional as F
+
+from dcond.artifact import ArtifactWriter, open_artifact
+from dcond.bank import DenseBank, open_bank
+from dcond.compression import CODINGS, METHODS, Work, batches_per_epoch, layout, parse_chain
+from dcond.compression.quantize import DTYPES, dequantize
+from dcond.compression.topk import FILLS
+from dcond.errors import DcondError
+from dcond.log import info, progress
+from dcond.stages.relabel import link_images
+
+
+@dataclass
+class CompressConfig:
+    method: str = "prune+topk"  # a chain of METHODS joined by '+'
+    keep: float = 0.1  # prune: fraction of the stored batches kept
+    k: int = 2  # topk: classes kept per view
+    fill: str = "uniform"  # topk: how the other classes come back
+    rank: int | None = None  # lowrank: rank per image (the cap, with --energy)
+    energy: float | None = None  # lowrank: per image, the smallest rank keeping this share of Σσ²
+    dtype: str = "int8"  # quantize
+    zstd_level: int = 0  # 0: files are not zstandard-compressed
+    seed: int = 0  # prune: which batches are kept
+
+    def __post_init__(self) -> None:
+        parse_chain(self.method)
+        if not 0 < self.keep <= 1:
+            raise DcondError("--keep must lie in (0, 1]")
+        if self.k < 1 or (self.rank is not None and self.rank < 1):
+            raise DcondError("--k and --rank must be at least 1")
+        if self.energy is not None and not 0 < self.energy <= 1:
+            raise DcondError("--energy must lie in (0, 1]")
+        if "lowrank" in self.methods and self.rank is None and self.energy is None:
+            raise DcondError("--method lowrank needs --rank R or --energy E")
+        if self.fill not in FILLS or self.dtype not in DTYPES:
+            raise DcondError(f"--fill must be one of {', '.join(FILLS)}; --dtype one of {', '.join(DTYPES)}")
+        if not 0 <= self.zstd_level <= 22:
+            raise DcondError("--zstd-level must lie in 0 (off) … 22")
+
+    @property
+    def methods(self) -> list[str]:
+        return parse_chain(self.method)
+
+
+def compress_labels(labels: Path, cfg: CompressConfig, out: Path | None = None, force: bool = False) -> Path:
+    art = open_artifact(labels, kinds=("labels",))
+    bank = open_bank(art)
+    if not isinstance(bank, DenseBank):
+        raise DcondError(f"{labels} holds an already compressed bank ({bank.info['encoding']}); compress the dense "
+                         "bank it was made from")
+    work = read_bank(bank)
+    chain = [{"method": name} | METHODS.get(name).compress(work, asdict(cfg)) for name in cfg.methods]
+    work.finish()
+    from_seed = layout.views_from_seed(work, art.dataset.image_size)
+    if not from_seed:
+        info("the views cannot be drawn again from the bank's seed; storing them")
+    src = bank.info
+    pruned = "prune" in cfg.methods
+    section: dict[str, Any] = {k: src[k] for k in ("batch_size", "num_images", "num_classes", "temperature",
+                                                   "views", "seed", "teachers")}
+    section |= {"encoding": "compressed", "epochs": None if pruned else src["epochs"], "source_epochs": src["epochs"],
+                "methods": cfg.methods, "chain": chain, "coding": work.coding, "views_from_seed": from_seed,
+                "zstd_level": cfg.zstd_level}
+    with ArtifactWriter(out, "labels", art.dataset, stage="compress-labels", config={"labels": str(labels),
+                        **asdict(cfg)}, parents=[("labels", art)], force=force) as w:
+        link_images(w, art)
+        section["files"] = layout.write(w, work, pruned, from_seed, cfg.zstd_level)
+        original = sum(e["size"] for name, e in art.files.items() if name.startswith("bank/"))
+        stored = sum(w.path(f["name"]).stat().st_size for f in section["files"].values())
+        section |= {"original_bytes": original, "bytes": stored, "ratio": original / stored,
+                    "kl": mean_kl(work, section)}
+        w.section["bank"] = section
+        w.card |= {"title": f"Soft labels for {src['num_images']} condensed images, compressed by "
+                            f"{cfg.method}",
+                   "summary": f"A {src['epochs']}-epoch {src['dtype']} bank of {original:,} bytes stored in "
+                              f"{stored:,} ({section['ratio']:.1f}× smaller); mean KL divergence of the kept "
+                              f"views' labels at T = {src['temperature']}: {section['kl']:.4g}.",
+                   "usage": ["dcond train-student <this folder> --model convnet"]}
+    info(f"{original:,} → {stored:,} bytes ({section['ratio']:.1f}×), mean KL {section['kl']:.4g}")
+    return w.out
+
+
+def read_bank(bank: DenseBank) -> Work:
+    nb = batches_per_epoch(bank.info)
+    ids, batches = [], []
+    with progress("read bank epochs", bank.epochs) as task:
+        for e in range(bank.epochs):
+            for b, batch in enumerate(bank.epoch(e)):
+                ids.append(e * nb + b)
+                batches.append(batch)
+            task.advance(1)
+    return Work(bank.info, ids, batches)
+
+
+def mean_kl(work: Work, section: dict[str, Any]) -> float:
+    """Mean over the kept views of KL(p ‖ p̂) at the bank's temperature, p̂ from the labels as stored."""
+    t = section["temperature"]
+    restored = CODINGS.get(work.coding)(dequantize(work.tensors), section, slice(None), work.order)
+    return float(F.kl_div(F.log_softmax(restored / t, 1), F.log_softmax(work.logits / t, 1), log_target=True,
+                          reduction="batchmean"))
