@@ -9,7 +9,7 @@ import typer
 from dcond import __version__
 from dcond.cli.artifacts import evaluate_cmd, inspect_cmd, verify_cmd
 from dcond.cli.condense import select_cmd, synthesize_cmd
-from dcond.cli.labels import compress_labels_cmd, relabel_cmd
+from dcond.cli.labels import compress_labels_cmd, import_labels_cmd, relabel_cmd
 from dcond.cli.train import train_student_cmd, train_teacher_cmd
 from dcond.errors import DcondError
 
@@ -20,6 +20,7 @@ app.command("synthesize")(synthesize_cmd)
 app.command("select")(select_cmd)
 app.command("relabel")(relabel_cmd)
 app.command("compress-labels")(compress_labels_cmd)
+app.command("import-labels")(import_labels_cmd)
 app.command("train-student")(train_student_cmd)
 app.command("evaluate")(evaluate_cmd)
 app.command("inspect")(inspect_cmd)

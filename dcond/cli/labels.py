@@ -1,5 +1,6 @@
-"""Commands that make and shrink soft labels: relabel, compress-labels."""
+"""Commands that make and shrink soft labels: relabel, compress-labels, import-labels."""
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -9,9 +10,11 @@ from dcond.cli.common import (CropScale, Device, Flip, Force, InputArtifact, Jso
 from dcond.compression import METHODS
 from dcond.data.augment import ViewConfig
 from dcond.stages.compress import CompressConfig, compress_labels
+from dcond.stages.import_labels import ImportConfig, import_labels
 from dcond.stages.relabel import RelabelConfig, relabel
 
-R, V, C = RelabelConfig, ViewConfig, CompressConfig
+R, V, C, I = RelabelConfig, ViewConfig, CompressConfig, ImportConfig
+Temperature = Annotated[float, typer.Option(help="Recorded for the student's KL loss.")]
 
 
 def relabel_cmd(
@@ -19,7 +22,7 @@ def relabel_cmd(
     epochs: Annotated[int, typer.Option(help="Epochs of views to label: the student's epochs.")] = R.epochs,
     batch_size: Annotated[Optional[int], typer.Option(help="Views per batch, which the student replays "
                                                            "(default: a quarter of the images, 10 to 100).")] = None,
-    temperature: Annotated[float, typer.Option(help="Recorded for the student's KL loss.")] = R.temperature,
+    temperature: Temperature = R.temperature,
     crop_scale: CropScale = V.crop_scale, flip: Flip = V.flip, mix: Mix = V.mix, mix_prob: MixProb = V.mix_prob,
     mix_alpha: MixAlpha = V.mix_alpha,
     dtype: Annotated[str, typer.Option(help="Stored logits: float16, bfloat16 or float32.")] = R.dtype,
@@ -55,3 +58,19 @@ def compress_labels_cmd(
                          zstd_level=zstd_level, seed=seed)
     emit(compress_labels(input_path(labels), cfg, out, force), json)
 
+
+def import_labels_cmd(
+    bank: Annotated[Path, typer.Argument(help="The relabel folder (epoch_E/batch_B.tar).", show_default=False)],
+    images: Annotated[Path, typer.Option(help="The images the bank labels: a dcond images artifact or an image "
+                                              "folder.", show_default=False)],
+    input_size: Annotated[int, typer.Option(help="The side of the views the relabel script rendered (its "
+                                                 "--input-size).", show_default=False)],
+    data: Annotated[str, typer.Option(help="For an image folder: the dataset its images condense.")] = I.data,
+    fkd_seed: Annotated[int, typer.Option(help="The relabel script's --fkd-seed.")] = I.fkd_seed,
+    temperature: Temperature = I.temperature,
+    dtype: Annotated[str, typer.Option(help="Stored logits: float16, bfloat16 or float32.")] = I.dtype,
+    out: Out = None, force: Force = False, json: Json = False,
+) -> None:
+    """Read a soft-label bank made by the SRe2L / FKD relabel scripts into a dcond labels artifact."""
+    cfg = ImportConfig(input_size=input_size, fkd_seed=fkd_seed, temperature=temperature, dtype=dtype, data=data)
+    emit(import_labels(bank, images, cfg, out, force), json)
