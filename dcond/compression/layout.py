@@ -82,12 +82,14 @@ class CompressedBank:
 
     def epoch(self, e: int) -> Iterator[BankBatch]:
         nb = batches_per_epoch(self.info)
-        positions = range(e * nb, (e + 1) * nb) if self.epochs else draw(len(self.ids), nb,
-                                                                         record(self.info, "prune")["seed"], e)
+        if self.epochs is None:  # a pool: this epoch's draws from it
+            positions = draw(len(self.ids), nb, record(self.info, "prune")["seed"], e)
+        else:
+            positions = range(e * nb, (e + 1) * nb)
         for p in positions:
             rows = slice(int(self.offsets[p]), int(self.offsets[p + 1]))
-            views = self.views.take(p, rows) if self.views else self._drawn(int(self.ids[p]) // nb).batch(
-                int(self.ids[p]) % nb)
+            source_epoch, b = divmod(int(self.ids[p]), nb)
+            views = self.views.take(p, rows) if self.views is not None else self._drawn(source_epoch).batch(b)
             yield BankBatch(views, self.decode(self.labels, self.info, rows, views.order))
 
     def _tensors(self, role: str) -> dict[str, torch.Tensor]:
@@ -95,7 +97,8 @@ class CompressedBank:
         return self.art.tensors(entry["name"], entry["raw_bytes"])
 
     def _check(self) -> None:
-        """The files hold what the manifest describes: the kept batches exist, and every coded row decodes."""
+        """The files hold what the manifest describes: the kept batches exist, the views and labels have as many
+        rows as those batches (the last row decodes)."""
         batches = self.info["source_epochs"] * batches_per_epoch(self.info)
         rows = int(self.offsets[-1])
         try:
