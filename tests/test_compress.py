@@ -24,7 +24,8 @@ T = 4.0
 @pytest.fixture(scope="module")
 def bank(shared_teacher_images, tmp_path_factory):
     teacher, images = shared_teacher_images
-    return relabel(images, [teacher], RelabelConfig(epochs=EPOCHS, batch_size=5), tmp_path_factory.mktemp("dense") / "l")
+    out = tmp_path_factory.mktemp("dense") / "labels"
+    return relabel(images, [teacher], RelabelConfig(epochs=EPOCHS, batch_size=5), out)
 
 
 def compress(bank, tmp_path, name="c", **options):

@@ -76,7 +76,8 @@ def parse_chain(spec: str) -> list[str]:
     names = spec.split("+")
     phases = [METHODS.get(name).phase for name in names]
     if phases != sorted(set(phases)):
-        order = ", ".join("|".join(n for n in METHODS.names() if METHODS.get(n).phase == p) for p in (PICK, CODE, STORE))
+        kinds = ["|".join(n for n in METHODS.names() if METHODS.get(n).phase == p) for p in (PICK, CODE, STORE)]
+        order = ", ".join(kinds)
         raise DcondError(f"--method {spec}: a chain takes at most one method of each kind, in the order {order}")
     return names
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch.nn.functional as F
 
 from dcond.artifact import ArtifactWriter, open_artifact
-from dcond.bank import DenseBank, open_bank
+from dcond.bank import BANK_DIR, DenseBank, open_bank
 from dcond.compression import CODINGS, METHODS, Work, batches_per_epoch, layout, parse_chain
 from dcond.compression.quantize import DTYPES, dequantize
 from dcond.compression.topk import FILLS
@@ -66,30 +66,37 @@ def compress_labels(labels: Path, cfg: CompressConfig, out: Path | None = None, 
     from_seed = layout.views_from_seed(work, art.dataset.image_size)
     if not from_seed:
         info("the views cannot be drawn again from the bank's seed; storing them")
-    src = bank.info
-    pruned = "prune" in cfg.methods
-    section: dict[str, Any] = {k: src[k] for k in ("batch_size", "num_images", "num_classes", "temperature",
-                                                   "views", "seed", "teachers")}
-    section |= {"encoding": "compressed", "epochs": None if pruned else src["epochs"], "source_epochs": src["epochs"],
-                "methods": cfg.methods, "chain": chain, "coding": work.coding, "views_from_seed": from_seed,
-                "zstd_level": cfg.zstd_level}
+    section = _section(bank.info, cfg, work.coding, chain, from_seed)
     with ArtifactWriter(out, "labels", art.dataset, stage="compress-labels", config={"labels": str(labels),
                         **asdict(cfg)}, parents=[("labels", art)], force=force) as w:
         link_images(w, art)
-        section["files"] = layout.write(w, work, pruned, from_seed, cfg.zstd_level)
-        original = sum(e["size"] for name, e in art.files.items() if name.startswith("bank/"))
+        section["files"] = layout.write(w, work, section["epochs"] is None, from_seed, cfg.zstd_level)
+        original = sum(e["size"] for name, e in art.files.items() if name.startswith(f"{BANK_DIR}/"))
         stored = sum(w.path(f["name"]).stat().st_size for f in section["files"].values())
         section |= {"original_bytes": original, "bytes": stored, "ratio": original / stored,
                     "kl": mean_kl(work, section)}
         w.section["bank"] = section
-        w.card |= {"title": f"Soft labels for {src['num_images']} condensed images, compressed by "
-                            f"{cfg.method}",
-                   "summary": f"A {src['epochs']}-epoch {src['dtype']} bank of {original:,} bytes stored in "
-                              f"{stored:,} ({section['ratio']:.1f}× smaller); mean KL divergence of the kept "
-                              f"views' labels at T = {src['temperature']}: {section['kl']:.4g}.",
-                   "usage": ["dcond train-student <this folder> --model convnet"]}
+        w.card |= _card(bank.info, section, cfg.method)
     info(f"{original:,} → {stored:,} bytes ({section['ratio']:.1f}×), mean KL {section['kl']:.4g}")
     return w.out
+
+
+def _section(src: dict[str, Any], cfg: CompressConfig, coding: str, chain: list[dict[str, Any]],
+             from_seed: bool) -> dict[str, Any]:
+    """The manifest's bank section, without what writing adds (files, sizes, the KL)."""
+    shared = {k: src[k] for k in ("batch_size", "num_images", "num_classes", "temperature", "views", "seed",
+                                  "teachers")}
+    return shared | {"encoding": "compressed", "epochs": None if "prune" in cfg.methods else src["epochs"],
+                     "source_epochs": src["epochs"], "methods": cfg.methods, "chain": chain, "coding": coding,
+                     "views_from_seed": from_seed, "zstd_level": cfg.zstd_level}
+
+
+def _card(src: dict[str, Any], section: dict[str, Any], method: str) -> dict[str, Any]:
+    return {"title": f"Soft labels for {src['num_images']} condensed images, compressed by {method}",
+            "summary": f"A {src['epochs']}-epoch {src['dtype']} bank of {section['original_bytes']:,} bytes stored in "
+                       f"{section['bytes']:,} ({section['ratio']:.1f}× smaller); mean KL divergence of the kept "
+                       f"views' labels at T = {src['temperature']}: {section['kl']:.4g}.",
+            "usage": ["dcond train-student <this folder> --model convnet"]}
 
 
 def read_bank(bank: DenseBank) -> Work:
