@@ -61,14 +61,22 @@ def write_sre2l_bank(folder, images, teacher):
             torch.save([coords, flips, perm, lam, cut, logits], folder / f"epoch_{e}" / f"batch_{b}.tar")
 
 
-def test_imported_sre2l_bank_replays_the_views_it_was_made_on(shared_teacher_images, tmp_path):
+@pytest.fixture
+def sre2l_bank(shared_teacher_images, tmp_path):
+    """A SRe2L bank of the shared images, labelled by the shared teacher; returns its folder."""
+    teacher, images = shared_teacher_images
+    data = load_all(ArtifactImages(images).split("train"))
+    write_sre2l_bank(tmp_path / "fkd", to_input(data.images, open_artifact(images).dataset),
+                     load_model(open_artifact(teacher)).eval())
+    return tmp_path / "fkd"
+
+
+def test_imported_sre2l_bank_replays_the_views_it_was_made_on(sre2l_bank, shared_teacher_images, tmp_path):
     teacher_path, images_path = shared_teacher_images
-    spec = open_artifact(images_path).dataset
     data = load_all(ArtifactImages(images_path).split("train"))
-    images = to_input(data.images, spec)
+    images = to_input(data.images, open_artifact(images_path).dataset)
     teacher = load_model(open_artifact(teacher_path)).eval()
-    write_sre2l_bank(tmp_path / "fkd", images, teacher)
-    out = import_labels(tmp_path / "fkd", images_path, ImportConfig(input_size=SIZE), tmp_path / "imported")
+    out = import_labels(sre2l_bank, images_path, ImportConfig(input_size=SIZE), tmp_path / "imported")
     info = open_artifact(out).section["bank"]
     assert (info["encoding"], info["epochs"], info["batch_size"], info["num_images"], info["views"]) == \
         ("dense", EPOCHS, BATCH, 24, None)
@@ -80,6 +88,17 @@ def test_imported_sre2l_bank_replays_the_views_it_was_made_on(shared_teacher_ima
     assert (small / "bank/views.safetensors").exists()  # no seed draws an imported bank's views again
     train_student(small, StudentConfig(model_options={"width": 8, "depth": 2}, epochs=2, evaluate=False),
                   tmp_path / "student")
+
+
+def test_cli_import_labels(cli, sre2l_bank, shared_teacher_images, tmp_path):
+    _, images = shared_teacher_images
+    args = ["import-labels", sre2l_bank, "--images", images, "--temperature", 20, "--dtype", "float32"]
+    r = cli(*args, "--input-size", SIZE, "--out", tmp_path / "l")
+    assert r.code == 0 and r.stdout.strip() == str(tmp_path / "l"), r.stderr
+    info = open_artifact(tmp_path / "l").section["bank"]
+    assert (info["temperature"], info["dtype"], info["imported"]["input_size"]) == (20, "float32", SIZE)
+    r = cli(*args, "--out", tmp_path / "m")  # --input-size is required: it gives the CutMix box its unit
+    assert r.code != 0 and "input_size" in r.stderr and not (tmp_path / "m").exists()
 
 
 class RunsCode:
