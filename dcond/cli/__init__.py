@@ -12,6 +12,7 @@ from dcond.cli.condense import select_cmd, synthesize_cmd
 from dcond.cli.labels import relabel_cmd
 from dcond.cli.train import train_student_cmd, train_teacher_cmd
 from dcond.errors import DcondError
+from dcond.log import prefix as log_prefix
 
 app = typer.Typer(name="dcond", help="Dataset condensation as a chain of stages over artifact folders.",
                   add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
@@ -38,7 +39,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def _fail(message: str, code: int) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"{log_prefix()}error: {message}", file=sys.stderr)
     sys.exit(code)
 
 

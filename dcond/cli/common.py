@@ -14,6 +14,7 @@ import typer
 from dcond.artifact import open_artifact
 from dcond.data import DataOptions
 from dcond.data.augment import ViewConfig
+from dcond.distributed import world
 from dcond.errors import DcondError
 
 Data = Annotated[str, typer.Option("--data", help="Dataset: fashion-mnist, mnist, cifar10, cifar100, an ImageFolder "
@@ -73,6 +74,8 @@ def input_path(arg: Optional[str]) -> Path:
 
 def emit(path: Path, as_json: bool, result: dict[str, Any] | None = None) -> None:
     """Report the artifact a command wrote: its path alone, or a JSON object with --json."""
+    if not world().is_main:  # under torchrun, one rank reports
+        return
     if not as_json:
         print(path, flush=True)
         return

@@ -22,8 +22,9 @@ from dcond.data import DataOptions, TensorImages, load_split, recorded_data, to_
 from dcond.data.augment import ViewConfig, apply_views, draw_epoch, epoch_generator, mixed_targets
 from dcond.data.folder import ArtifactImages
 from dcond.data.images import load_all
-from dcond.engine import (autocast, ensemble_logits, evaluate, lr_factor, make_optimizer, place, resolve_device,
-                          set_lr)
+from dcond.distributed import world
+from dcond.engine import (autocast, ddp, ensemble_logits, evaluate, lr_factor, make_optimizer, place,
+                          resolve_device, set_lr)
 from dcond.errors import DcondError
 from dcond.log import info, progress
 from dcond.models import WEIGHTS_FILE, ModelSpec, create_model, load_teachers, state_tensors
@@ -79,6 +80,8 @@ def train_student(source: Path, cfg: StudentConfig, out: Path | None = None, for
     config = {"source": str(source), **asdict(cfg)}
     with ArtifactWriter(out, "model", spec, stage="train-student", config=config, parents=parents, force=force) as w:
         final = _fit(model, labels, cfg, device)
+        if not world().is_main:  # rank 0 evaluates and writes
+            return w.out
         w.save_tensors(WEIGHTS_FILE, state_tensors(final))
         w.section = {"spec": model_spec.to_dict(), "parameters": sum(p.numel() for p in final.parameters()),
                      "weights": WEIGHTS_FILE, "bn_stats": None, "bn_layers": [],
@@ -109,6 +112,17 @@ def _labels(art: Artifact, data: TensorImages, cfg: StudentConfig, device: torch
     return FreshViews(images, data.labels, cfg, device, [], k), [(role, art)]
 
 
+def _share() -> slice:
+    """This rank's rows of a batch: under torchrun each rank trains on every N-th view of every batch."""
+    w = world()
+    return slice(w.rank, None, w.size)
+
+
+def _check_share(batch_size: int) -> None:
+    if batch_size < world().size:
+        raise DcondError(f"batches of {batch_size} views cannot be shared by {world().size} processes")
+
+
 class Replay:
     """Replays a stored bank: exactly the views the teacher labelled, with its logits."""
 
@@ -126,12 +140,14 @@ class Replay:
             raise DcondError(f"the bank was made with batch size {bank.info['batch_size']}; a student replays it "
                              "as stored (leave out --batch-size)")
         self.steps_per_epoch = -(-bank.info["num_images"] // bank.info["batch_size"])
+        _check_share(bank.info["batch_size"])
 
     def epoch(self, e: int) -> Iterator[Batch]:
-        stored = self.bank.epochs
+        stored, share = self.bank.epochs, _share()
         for batch in self.bank.epoch(e % stored if stored else e):
-            yield (apply_views(self.images, batch.views), batch.logits.to(self.device),
-                   mixed_targets(self.labels, batch.views, self.num_classes).to(self.device))
+            # render the whole batch (mix partners may fall in another rank's share), train on this rank's rows
+            yield (apply_views(self.images, batch.views)[share], batch.logits[share].to(self.device),
+                   mixed_targets(self.labels, batch.views, self.num_classes)[share].to(self.device))
 
 
 class FreshViews:
@@ -145,15 +161,17 @@ class FreshViews:
         self.batch_size = cfg.batch_size or default_batch_size(len(labels))
         self.steps_per_epoch = -(-len(labels) // self.batch_size)
         self.mode = "online-teacher" if teachers else "hard"
+        _check_share(self.batch_size)
 
     def epoch(self, e: int) -> Iterator[Batch]:
         views = draw_epoch(len(self.labels), self.batch_size, self.cfg.views, self.images.shape[-1],
                            epoch_generator(self.cfg.seed, e))
+        share = _share()
         for b in range(len(views)):
             v = views.batch(b)
-            x = apply_views(self.images, v)
+            x = apply_views(self.images, v)[share]
             logits = ensemble_logits(self.teachers, x, self.device, self.cfg.amp) if self.teachers else None
-            yield x, logits, mixed_targets(self.labels, v, self.num_classes).to(self.device)
+            yield x, logits, mixed_targets(self.labels, v, self.num_classes)[share].to(self.device)
 
 
 def student_loss(cfg: StudentConfig, out: torch.Tensor, teacher: torch.Tensor | None, targets: torch.Tensor,
@@ -168,6 +186,7 @@ def student_loss(cfg: StudentConfig, out: torch.Tensor, teacher: torch.Tensor | 
 
 def _fit(model: nn.Module, labels, cfg: StudentConfig, device: torch.device) -> nn.Module:
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
+    net = ddp(model, device)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
     total, warmup = cfg.epochs * labels.steps_per_epoch, cfg.warmup_epochs * labels.steps_per_epoch
     step, seen, t0 = 0, 0, time.perf_counter()
@@ -178,7 +197,7 @@ def _fit(model: nn.Module, labels, cfg: StudentConfig, device: torch.device) -> 
             for x, teacher, targets in labels.epoch(e):
                 set_lr(optimizer, cfg.lr * lr_factor(cfg.schedule, step, total, warmup, cfg.zeta))
                 with autocast(device, cfg.amp):
-                    out = model(x).float()
+                    out = net(x).float()
                 loss = student_loss(cfg, out, teacher, targets, labels.temperature)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
