@@ -79,7 +79,7 @@ def train_student(source: Path, cfg: StudentConfig, out: Path | None = None, for
     model = place(create_model(model_spec), device)
     config = {"source": str(source), **asdict(cfg)}
     with ArtifactWriter(out, "model", spec, stage="train-student", config=config, parents=parents, force=force) as w:
-        final = _fit(model, labels, cfg, device)
+        final = fit(model, labels, cfg, device)
         if not world().is_main:  # rank 0 evaluates and writes
             return w.out
         w.save_tensors(WEIGHTS_FILE, state_tensors(final))
@@ -184,7 +184,8 @@ def student_loss(cfg: StudentConfig, out: torch.Tensor, teacher: torch.Tensor | 
     return F.mse_loss(out, teacher) + cfg.ce_weight * -(targets * F.log_softmax(out, 1)).sum(1).mean()
 
 
-def _fit(model: nn.Module, labels, cfg: StudentConfig, device: torch.device) -> nn.Module:
+def fit(model: nn.Module, labels, cfg: StudentConfig, device: torch.device) -> nn.Module:
+    """Train `model` on the batches `labels` provides; returns it, or its EMA average."""
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
     net = ddp(model, device)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
