@@ -91,3 +91,14 @@ def test_bad_pipelines_are_refused_before_anything_runs(cli, pipeline_file, tmp_
     assert r.code == 1 and r.stdout == ""
     assert re.search(message, r.stderr), r.stderr
     assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("example", sorted((Path(__file__).parent.parent / "examples").glob("*.toml")))
+def test_bundled_example_pipelines_are_valid(example):
+    from typer.main import get_command
+
+    from dcond.cli import app
+    from dcond.pipeline import load_pipeline
+
+    pipe = load_pipeline(example, get_command(app).commands)
+    assert pipe.stages and pipe.rows()
