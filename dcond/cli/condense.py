@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from dcond.cli.common import (Data, DataRoot, Device, Download, Force, ImageSize, InputArtifact, Json, Out, Seed,
+from dcond.cli.common import (DataRoot, Device, Download, Force, ImageSize, InputArtifact, Json, Out, Seed,
                               Subset, Teachers, data_options, emit, input_path)
 from dcond.selection import SELECTORS
 from dcond.stages.select import SelectConfig, select

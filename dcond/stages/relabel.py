@@ -12,8 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 import torch
 
-from dcond.artifact import (Artifact, ArtifactWriter, config_key, describe_images, image_files, save_images,
-                            save_preview, written_images)
+from dcond.artifact import Artifact, ArtifactWriter, config_key, image_files, save_images
 from dcond.bank import epoch_file, write_epoch
 from dcond.data import TensorImages, to_input
 from dcond.data.augment import ViewConfig, apply_views, draw_epoch, epoch_generator
@@ -118,14 +117,3 @@ def write_bank(w: ArtifactWriter, data: TensorImages, teacher_arts: list[Artifac
                          "views": cfg.views.to_dict(), "seed": cfg.seed, "dtype": cfg.dtype,
                          "teachers": [t.digest for t in teacher_arts]}
 
-
-def finish_images(w: ArtifactWriter, teacher_arts: list[Artifact], models: list[torch.nn.Module],
-                  relabel_epochs: int, seed: int, device: str) -> None:
-    """The end of a stage that made images: count them, draw the preview, and with `relabel_epochs` also
-    label them, which makes the artifact a labels artifact in one stage."""
-    if world().is_main:
-        describe_images(w)
-        save_preview(w)
-    if relabel_epochs:
-        write_bank(w, TensorImages(*written_images(w)), teacher_arts, models,
-                   RelabelConfig(epochs=relabel_epochs, seed=seed, device=device))

@@ -9,15 +9,14 @@ from pathlib import Path
 
 import torch
 
-from dcond.artifact import ArtifactWriter, config_key
 from dcond.data import DataOptions, load_split, recorded_data
 from dcond.data.images import class_indices, load_all
 from dcond.engine import place, resolve_device
 from dcond.errors import DcondError
 from dcond.models import load_teachers
 from dcond.selection import SELECTORS, SelectContext
-from dcond.stages.relabel import finish_images
-from dcond.units import Unit, plan_units, run_units
+from dcond.stages.condensed import write_condensed
+from dcond.units import Unit, plan_units
 
 
 @dataclass
@@ -72,14 +71,9 @@ def select(teacher: Path, data: DataOptions, cfg: SelectConfig, out: Path | None
         return method(ctx, c, pool, cfg.ipc, gen)
 
     config = {"teacher": teacher_arts[0].digest, "data": asdict(data), **asdict(cfg)}
-    kind = "labels" if cfg.relabel_epochs else "images"
-    with ArtifactWriter(out, kind, spec, stage="select", config=config, force=force, resume_key=config_key(config),
-                        parents=[("teacher", a) for a in teacher_arts]) as w:
-        run_units(w, plan_units(spec.num_classes, cfg.ipc, cfg.ipc, cfg.seed), make, f"select {cfg.method}")
-        finish_images(w, teacher_arts, models, cfg.relabel_epochs, cfg.seed, cfg.device)
-        w.card |= {"title": f"{cfg.ipc} images per class of {spec.name} selected by {cfg.method}",
-                   "summary": f"Real {real_spec.name} images chosen with `{cfg.method}` using a teacher; "
-                              "see preview.png.",
-                   "usage": ["dcond relabel <this folder> --teacher TEACHER --epochs 300",
-                             "dcond train-student <this folder> --model convnet"]}
-    return w.out
+    return write_condensed(
+        "select", spec, plan_units(spec.num_classes, cfg.ipc, cfg.ipc, cfg.seed), make, config=config,
+        parents=[("teacher", a) for a in teacher_arts], teachers=teacher_arts, models=models,
+        relabel_epochs=cfg.relabel_epochs, out=out, force=force,
+        title=f"{cfg.ipc} images per class of {spec.name} selected by {cfg.method}",
+        summary=f"Real {real_spec.name} images chosen with `{cfg.method}` using a teacher; see preview.png.")

@@ -12,16 +12,15 @@ from typing import Any
 
 import torch
 
-from dcond.artifact import ArtifactWriter, config_key
 from dcond.data import DataOptions, DatasetSpec, load_all, load_split, recorded_data
 from dcond.data.folder import open_condensed
 from dcond.data.images import class_indices
 from dcond.engine import place, resolve_device
 from dcond.errors import DcondError
 from dcond.models import load_teachers
-from dcond.stages.relabel import finish_images
+from dcond.stages.condensed import write_condensed
 from dcond.synthesis import SYNTHESIZERS, Method, Observer, SynthContext, synthesize_unit
-from dcond.units import plan_units, run_units
+from dcond.units import plan_units
 
 
 @dataclass
@@ -87,17 +86,12 @@ def synthesize(teacher: Path, data: DataOptions, cfg: SynthConfig, out: Path | N
     ctx = SynthContext(observers, spec, device, settings, init_images)
     units = plan_units(spec.num_classes, cfg.ipc, settings["per_unit"], cfg.seed, method.mix_classes)
     config = {"teachers": [a.digest for a in teacher_arts], "data": asdict(data), **settings}
-    kind = "labels" if cfg.relabel_epochs else "images"
-    with ArtifactWriter(out, kind, spec, stage="synthesize", config=config, parents=parents, force=force,
-                        resume_key=config_key(config)) as w:
-        run_units(w, units, lambda unit: synthesize_unit(ctx, method, unit)[0], f"synthesize {cfg.method}")
-        finish_images(w, teacher_arts, models, cfg.relabel_epochs, cfg.seed, cfg.device)
-        w.card |= {"title": f"{cfg.ipc} images per class of {spec.name} synthesized by {cfg.method}",
-                   "summary": f"Optimised for {cfg.iterations} iterations to match the teacher's BatchNorm "
-                              "statistics; see preview.png.",
-                   "usage": ["dcond relabel <this folder> --teacher TEACHER --epochs 300",
-                             "dcond train-student <this folder> --model convnet"]}
-    return w.out
+    return write_condensed(
+        "synthesize", spec, units, lambda unit: synthesize_unit(ctx, method, unit)[0], config=config,
+        parents=parents, teachers=teacher_arts, models=models, relabel_epochs=cfg.relabel_epochs, out=out,
+        force=force, title=f"{cfg.ipc} images per class of {spec.name} synthesized by {cfg.method}",
+        summary=f"Optimised for {cfg.iterations} iterations to match the teacher's BatchNorm statistics; "
+                "see preview.png.")
 
 
 def _real_images(cfg: SynthConfig, data: DataOptions, spec: DatasetSpec):
