@@ -47,8 +47,9 @@ def main() -> None:
                             "--out", OUT / f"{tag}-hard", "--force", log=log)
             row += [f"{metrics(soft)['top1']:.2%}", f"{metrics(hard)['top1']:.2%}"]
         rows.append(row)
+    flags = f"relabel flags {' '.join(args.relabel) or '-'}, student flags {' '.join(args.student) or '-'}"
     print(f"Fashion-MNIST, IPC {args.ipc}, teacher {args.teacher}, {machine()}; relabel/student epochs "
-          f"{args.epochs}, relabel flags {' '.join(args.relabel) or '-'}, student flags {' '.join(args.student) or '-'}\n")
+          f"{args.epochs}, {flags}\n")
     head = ["images", "time (s)"] + ([] if args.time_only else ["student, soft labels", "student, hard labels"])
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for row in rows:

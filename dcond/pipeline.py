@@ -272,7 +272,8 @@ def _describe(stage: Stage, key: str, out: Path, cached: bool, seconds: float, p
 
 def flat_results(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Every metric as `row label/stage/metric`, the names --check compares."""
-    return {f"{row['label']}/{s['name']}/{m}": v for row in rows for s in row["stages"] for m, v in s["metrics"].items()}
+    return {f"{row['label']}/{s['name']}/{m}": v
+            for row in rows for s in row["stages"] for m, v in s["metrics"].items()}
 
 
 def check(current: dict[str, float], baseline: dict[str, float], tolerance: float) -> list[str]:

@@ -19,12 +19,12 @@ from dcond.errors import DcondError
 
 Data = Annotated[str, typer.Option("--data", help="Dataset: fashion-mnist, mnist, cifar10, cifar100, an ImageFolder "
                                                   "directory, or a dcond images artifact.")]
-DataRoot = Annotated[Optional[Path], typer.Option("--data-root", help="Where named datasets live "
-                                                                     "(default: $DCOND_DATA_ROOT or ~/.cache/dcond/datasets).")]
+DataRoot = Annotated[Optional[Path], typer.Option(
+    "--data-root", help="Where named datasets live (default: $DCOND_DATA_ROOT or ~/.cache/dcond/datasets).")]
 Download = Annotated[bool, typer.Option("--download", help="Download a named dataset with torchvision if missing.")]
 ImageSize = Annotated[int, typer.Option("--image-size", help="Side in pixels that ImageFolder images are resized to.")]
-Subset = Annotated[Optional[int], typer.Option("--subset", help="Use a class-balanced subset of N images (quick runs).")]
-Out = Annotated[Optional[Path], typer.Option("--out", help="Output artifact folder (default: a new folder under ./runs).")]
+Subset = Annotated[Optional[int], typer.Option("--subset", help="A class-balanced subset of N images (quick runs).")]
+Out = Annotated[Optional[Path], typer.Option("--out", help="Output artifact folder (default: a new one in ./runs).")]
 Force = Annotated[bool, typer.Option("--force", help="Replace an existing output artifact.")]
 Json = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout instead of the path.")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]

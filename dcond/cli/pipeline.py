@@ -19,8 +19,8 @@ def run_cmd(
     cache: Annotated[Path, typer.Option(help="Where stage outputs are kept, keyed by their inputs.")] = Path(
         "runs/cache"),
     out: Annotated[Optional[Path], typer.Option(help="Report folder (default: runs/<pipeline name>).")] = None,
-    check_against: Annotated[Optional[Path], typer.Option("--check", help="A baseline report.json: fail if an "
-                                                                          "accuracy fell by more than --tolerance.")] = None,
+    check_against: Annotated[Optional[Path], typer.Option(
+        "--check", help="A baseline report.json: fail if an accuracy fell by more than --tolerance.")] = None,
     tolerance: Annotated[float, typer.Option(help="Allowed fall of an accuracy, absolute (0.01 = 1 point).")] = 0.01,
 ) -> None:
     """Run a whole pipeline file; stages whose inputs and arguments are unchanged are taken from the cache."""

@@ -29,7 +29,8 @@ class SelectConfig:
     crop_scale: tuple[float, float] = (0.5, 1.0)  # rded: area range of those crops
     score_views: int = 8  # score: augmented views whose soft labels describe a candidate
     eps2: float = 0.5  # score: ε² of the coding rate
-    score_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # score: informativeness, discriminativeness, compressibility
+    # score: weights of informativeness, discriminativeness and compressibility
+    score_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
     teachers: list[Path] = field(default_factory=list)  # more teachers, for --relabel-epochs
     relabel_epochs: int = 0  # > 0: also write a soft-label bank, making a labels artifact in one stage
     seed: int = 0
@@ -52,7 +53,8 @@ def select(teacher: Path, data: DataOptions, cfg: SelectConfig, out: Path | None
     real_spec, train = load_split(data, "train")
     if real_spec.num_classes != spec.num_classes or real_spec.channels != spec.channels:
         raise DcondError(f"dataset '{real_spec.name}' has {real_spec.num_classes} classes of {real_spec.channels}-"
-                         f"channel images; the teacher knows {spec.num_classes} classes of {spec.channels}-channel ones")
+                         f"channel images; the teacher knows {spec.num_classes} classes of {spec.channels}-channel "
+                         "ones")
     device = resolve_device(cfg.device)
     ctx = SelectContext(place(models[0], device).eval(), spec, device, asdict(cfg))
     method = SELECTORS.get(cfg.method)
