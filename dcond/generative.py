@@ -186,7 +186,7 @@ def generator_losses(observer: Observer, fake: torch.Tensor, real: torch.Tensor,
     labels = torch.arange(num_classes, device=fake.device).repeat_interleave(len(fake) // num_classes)
     with layer_inputs([head, *observer.layers]) as captured, autocast(fake.device, amp):
         logits = model(fake).float()
-    features = captured[0].flatten(1).unflatten(0, (num_classes, -1))
+    features = _per_class(captured[0], num_classes)
     loss = {"match": lambda: match_loss(features, _class_features(model, head, real, num_classes, amp)),
             "bn": lambda: class_bn_loss(observer, captured[1:], num_classes),
             "intra": lambda: intra_class_loss(features),
@@ -200,4 +200,9 @@ def _class_features(model: nn.Module, head: nn.Module, x: torch.Tensor, num_clas
     """Teacher features of class-major inputs, K×N×D."""
     with layer_inputs([head]) as captured, autocast(x.device, amp):
         model(x)
-    return captured[0].flatten(1).unflatten(0, (num_classes, -1))
+    return _per_class(captured[0], num_classes)
+
+
+def _per_class(features: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """N×… features of class-major inputs as K × N/K × D."""
+    return features.flatten(1).unflatten(0, (num_classes, -1))

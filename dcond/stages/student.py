@@ -99,9 +99,10 @@ def train_student(source: Path, cfg: StudentConfig, out: Path | None = None, for
 
 def _labels(art: Artifact, cfg: StudentConfig, device: torch.device):
     """Where the images and targets come from, and the parent artifacts that implies."""
-    if (art.kind == "generator") != bool(cfg.fresh_samples):
-        raise DcondError(f"{art.path} is a generator: pass --fresh-samples N (or draw images with `dcond sample`)"
-                         if cfg.fresh_samples == 0 else "--fresh-samples needs a generator artifact")
+    if art.kind == "generator" and not cfg.fresh_samples:
+        raise DcondError(f"{art.path} is a generator: pass --fresh-samples N, or draw images with `dcond sample`")
+    if cfg.fresh_samples and art.kind != "generator":
+        raise DcondError("--fresh-samples needs a generator artifact")
     k, teachers, parents = art.dataset.num_classes, [], [(art.kind, art)]
     if cfg.teachers:
         teacher_arts, models = load_teachers(cfg.teachers)
