@@ -126,12 +126,11 @@ def _fit(generator: Generator, observer: Observer, train: ImageDataset, members:
         for step in range(start, cfg.iterations):
             set_lr(optimizer, cfg.lr * lr_factor("cosine", step, cfg.iterations))
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-            real = torch.cat([idx[torch.randint(len(idx), (cfg.real_batch,), generator=gen)] for idx in members])
+            picks = torch.cat([idx[torch.randint(len(idx), (cfg.real_batch,), generator=gen)] for idx in members])
+            real = to_input(load_all(train.take(picks)).images.to(device), spec)
             z = torch.randn(k * cfg.gen_batch, cfg.latent_dim, generator=gen).to(device)
             labels = torch.arange(k, device=device).repeat_interleave(cfg.gen_batch)
-            terms = generator_losses(observer, generator(z, labels), to_input(load_all(train.take(real)).images
-                                                                              .to(device), spec),
-                                     k, cfg.terms, cfg.amp)
+            terms = generator_losses(observer, generator(z, labels), real, k, cfg.terms, cfg.amp)
             loss = sum(cfg.weights[t] * value for t, value in terms.items())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
