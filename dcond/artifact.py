@@ -390,9 +390,11 @@ def written_images(w: ArtifactWriter) -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.tensor([folders[p.parent.name] for p in paths])
 
 
-def save_preview(w: ArtifactWriter, per_class: int = 10, scale: int = 2) -> None:
-    """preview.png: a contact sheet, one row per class, so a person can look at what was made."""
-    images, labels = written_images(w)
+def save_preview(w: ArtifactWriter, per_class: int = 10, scale: int = 2,
+                 samples: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+    """preview.png: a contact sheet, one row per class, so a person can look at what was made: the images
+    written to `w`, or `samples` (uint8 images and their labels) when it holds no images (a generator)."""
+    images, labels = samples if samples is not None else written_images(w)
     spec = w.dataset
     side = spec.image_size * scale
     sheet = torch.full((spec.channels, spec.num_classes * side, per_class * side), 255, dtype=torch.uint8)

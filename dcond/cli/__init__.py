@@ -7,7 +7,7 @@ import typer
 
 from dcond import __version__
 from dcond.cli.artifacts import evaluate_cmd, inspect_cmd, verify_cmd
-from dcond.cli.condense import select_cmd, synthesize_cmd
+from dcond.cli.condense import sample_cmd, select_cmd, synthesize_cmd
 from dcond.cli.labels import relabel_cmd
 from dcond.cli.pipeline import run_cmd
 from dcond.cli.train import train_student_cmd, train_teacher_cmd
@@ -19,6 +19,7 @@ app = typer.Typer(name="dcond", help="Dataset condensation as a chain of stages 
 app.command("train-teacher")(train_teacher_cmd)
 app.command("synthesize")(synthesize_cmd)
 app.command("select")(select_cmd)
+app.command("sample")(sample_cmd)
 app.command("relabel")(relabel_cmd)
 app.command("train-student")(train_student_cmd)
 app.command("evaluate")(evaluate_cmd)

@@ -4,12 +4,13 @@ Work is split into one unit per class, each with its own seed: a unit's images a
 it is done, so an interrupted run resumes with the classes still to do.
 """
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from dcond.data import DataOptions, load_split, recorded_data
+from dcond.data import DataOptions
+from dcond.data.sources import load_for_teacher
 from dcond.data.images import class_indices, load_all
 from dcond.engine import place, resolve_device
 from dcond.errors import DcondError
@@ -49,12 +50,7 @@ class SelectConfig:
 def select(teacher: Path, data: DataOptions, cfg: SelectConfig, out: Path | None = None, force: bool = False) -> Path:
     teacher_arts, models = load_teachers([teacher, *cfg.teachers])
     spec = teacher_arts[0].dataset
-    data = replace(data, data=data.data or recorded_data(spec), image_size=spec.image_size)
-    real_spec, train = load_split(data, "train")
-    if real_spec.num_classes != spec.num_classes or real_spec.channels != spec.channels:
-        raise DcondError(f"dataset '{real_spec.name}' has {real_spec.num_classes} classes of {real_spec.channels}-"
-                         f"channel images; the teacher knows {spec.num_classes} classes of {spec.channels}-channel "
-                         "ones")
+    data, real_spec, train = load_for_teacher(data, spec)
     device = resolve_device(cfg.device)
     ctx = SelectContext(place(models[0], device).eval(), spec, device, asdict(cfg))
     method = SELECTORS.get(cfg.method)

@@ -6,13 +6,14 @@ otherwise; `per_unit` images of each), each with its own seed, so the result doe
 units are scheduled, and an interrupted run resumes with the unfinished units.
 """
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dcond.data import DataOptions, DatasetSpec, load_all, load_split, recorded_data
+from dcond.data import DataOptions, DatasetSpec, load_all
+from dcond.data.sources import load_for_teacher
 from dcond.data.folder import open_condensed
 from dcond.data.images import class_indices
 from dcond.engine import place, resolve_device
@@ -101,8 +102,7 @@ def _real_images(cfg: SynthConfig, data: DataOptions, spec: DatasetSpec):
         per_class = {c: images.images[images.labels == c] for c in range(spec.num_classes)}
     else:
         art = None
-        data = replace(data, data=data.data or recorded_data(spec), image_size=spec.image_size)
-        _, train = load_split(data, "train")
+        _, _, train = load_for_teacher(data, spec)
         per_class = {}
         for c, idx in enumerate(class_indices(train.labels, spec.num_classes)):
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + c)
