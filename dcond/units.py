@@ -12,6 +12,7 @@ import torch
 
 from dcond.artifact import ArtifactWriter, save_class_images
 from dcond.distributed import world
+from dcond.errors import DcondError
 from dcond.log import info, progress
 
 
@@ -52,7 +53,12 @@ def run_units(w: ArtifactWriter, units: list[Unit], make: Callable[[Unit], torch
     class-major, as `unit.labels` lists them."""
     done_dir = w.scratch / "units"
     done_dir.mkdir(exist_ok=True)
-    todo = [u for u in units if not (done_dir / f"{u.index}.done").exists()]
+
+    def unfinished() -> list[Unit]:
+        return [u for u in units if not (done_dir / f"{u.index}.done").exists()]
+
+    # rank 0 decides what is left: ranks that start later must not see their peers' fresh work as done
+    todo = [units[i] for i in world().share([u.index for u in unfinished()])]
     if len(todo) < len(units):
         info(f"resuming: {len(units) - len(todo)} of {len(units)} units already done")
     mine = world().shard(todo)
@@ -65,3 +71,5 @@ def run_units(w: ArtifactWriter, units: list[Unit], make: Callable[[Unit], torch
             (done_dir / f"{unit.index}.done").touch()  # after the images: a marked unit is complete
             task.advance(1)
     world().barrier()  # later steps read every rank's images
+    if unfinished():
+        raise DcondError(f"{len(unfinished())} unit(s) were not made; run the command again to finish them")

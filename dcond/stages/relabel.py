@@ -98,7 +98,8 @@ def write_bank(w: ArtifactWriter, data: TensorImages, teacher_arts: list[Artifac
     spec = w.dataset
     images = to_input(data.images.to(device), spec)
     batch_size = cfg.batch_size or default_batch_size(len(data))
-    todo = [e for e in range(cfg.epochs) if not (w.dir / epoch_file(e)).exists()]
+    # rank 0 decides what is left: ranks that start later must not see their peers' fresh epochs as done
+    todo = world().share([e for e in range(cfg.epochs) if not (w.dir / epoch_file(e)).exists()])
     if len(todo) < cfg.epochs:
         info(f"resuming: {cfg.epochs - len(todo)} of {cfg.epochs} bank epochs already written")
     mine = world().shard(todo)
@@ -112,6 +113,8 @@ def write_bank(w: ArtifactWriter, data: TensorImages, teacher_arts: list[Artifac
             labelled += len(logits)
             task.advance(1, f"{labelled / (time.perf_counter() - t0):.0f} views/s")
     world().barrier()
+    if any(not (w.dir / epoch_file(e)).exists() for e in range(cfg.epochs)):
+        raise DcondError("some bank epochs were not written; run the command again to finish them")
     w.section["bank"] = {"encoding": "dense", "epochs": cfg.epochs, "batch_size": batch_size,
                          "num_images": len(data), "num_classes": spec.num_classes, "temperature": cfg.temperature,
                          "views": cfg.views.to_dict(), "seed": cfg.seed, "dtype": cfg.dtype,
