@@ -28,6 +28,7 @@ from safetensors.torch import save_file
 
 from dcond import __version__
 from dcond.data.spec import DatasetSpec
+from dcond.distributed import world
 from dcond.errors import DcondError
 
 FORMAT, FORMAT_VERSION = "dcond-artifact", 1
@@ -260,13 +261,16 @@ class ArtifactWriter:
 
     On failure the work folder is removed, unless `resume_key` is given: then it is kept under a name
     derived from that key, and a later writer with the same key continues from what is in it.
+    Under torchrun every rank opens the same writer and may write its share of the files into the work
+    folder; rank 0 seals and renames it once all ranks are done.
     """
 
     def __init__(self, out: Path | None, kind: str, dataset: DatasetSpec, *, stage: str, config: dict[str, Any],
                  parents: Iterable[tuple[str, Artifact]] = (), force: bool = False, resume_key: str | None = None):
         if kind not in KINDS:
             raise ValueError(f"unknown artifact kind {kind}")
-        self.out = Path(out) if out is not None else default_out(stage)
+        self.world = world()
+        self.out = self.world.share(Path(out) if out is not None else default_out(stage))
         self.kind, self.dataset, self.stage = kind, dataset, stage
         self.config = json.loads(json.dumps(config, default=str))  # paths and the like, as the manifest holds them
         self._parents = list(parents)
@@ -282,17 +286,22 @@ class ArtifactWriter:
         parent = self.out.resolve().parent
         parent.mkdir(parents=True, exist_ok=True)
         if self.resume_key is None:
-            self.dir = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=parent))
+            temp = tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=parent) if self.world.is_main \
+                else None
+            self.dir = Path(self.world.share(temp))
         else:
             self.dir = parent / f".{self.stage}-{self.resume_key[:16]}.partial"
-            self.resumed = self.dir.exists()
+            self.resumed = self.world.share(self.dir.exists())
             self.dir.mkdir(exist_ok=True)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self._commit()
-        elif self.resume_key is None:
+            self.world.barrier()  # every rank's files are in place
+            if self.world.is_main:
+                self._commit()
+            self.world.barrier()  # no rank reports the artifact before it exists
+        elif self.resume_key is None and self.world.is_main:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     @property
@@ -430,9 +439,11 @@ def written_images(w: ArtifactWriter) -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.tensor([folders[p.parent.name] for p in paths])
 
 
-def save_preview(w: ArtifactWriter, per_class: int = 10, scale: int = 2) -> None:
-    """preview.png: a contact sheet, one row per class, so a person can look at what was made."""
-    images, labels = written_images(w)
+def save_preview(w: ArtifactWriter, per_class: int = 10, scale: int = 2,
+                 samples: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+    """preview.png: a contact sheet, one row per class, so a person can look at what was made: the images
+    written to `w`, or `samples` (uint8 images and their labels) when it holds no images (a generator)."""
+    images, labels = samples if samples is not None else written_images(w)
     spec = w.dataset
     side = spec.image_size * scale
     sheet = torch.full((spec.channels, spec.num_classes * side, per_class * side), 255, dtype=torch.uint8)

@@ -7,8 +7,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from dcond.data import DatasetSpec, ImageDataset, batches, to_input
+from dcond.distributed import world
 from dcond.errors import DcondError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -17,11 +19,14 @@ SCHEDULES = ("cosine", "smoothing", "constant")
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device to compute on; under torchrun, each rank's own GPU."""
     if name not in DEVICES:
         raise DcondError(f"--device must be one of {', '.join(DEVICES)}")
     if name == "cuda" and not torch.cuda.is_available():
         raise DcondError("--device cuda was asked for, but no CUDA device is available")
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else name if name != "auto" else "cpu")
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", world().local_rank)
 
 
 def autocast(device: torch.device, enabled: bool = True):
@@ -35,6 +40,13 @@ def place(model: nn.Module, device: torch.device) -> nn.Module:
     """Move to the device; channels-last on CUDA, where convolutions run faster in it."""
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     return model.to(device, memory_format=memory_format)
+
+
+def ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    """The model wrapped for data-parallel training under torchrun; the model itself otherwise."""
+    if not world().distributed:
+        return model
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def make_optimizer(name: str, params, lr: float, weight_decay: float, momentum: float = 0.9):

@@ -19,10 +19,14 @@ _prefix = ""
 _live: Progress | None = None  # one display at a time: nested tasks join it
 
 
-def set_prefix(prefix: str) -> None:
+def set_prefix(text: str) -> None:
     """Tag every later line (for example with a process rank)."""
     global _prefix
-    _prefix = prefix
+    _prefix = text
+
+
+def prefix() -> str:
+    return _prefix
 
 
 def info(message: str) -> None:

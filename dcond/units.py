@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 
 from dcond.artifact import ArtifactWriter, save_class_images
+from dcond.distributed import world
+from dcond.errors import DcondError
 from dcond.log import info, progress
 
 
@@ -46,19 +48,28 @@ def plan_units(num_classes: int, ipc: int, per_unit: int, seed: int, mix_classes
 
 def run_units(w: ArtifactWriter, units: list[Unit], make: Callable[[Unit], torch.Tensor],
               description: str) -> None:
-    """Make and write every unit not already finished in `w` (a resumed run keeps finished ones).
-    `make(unit)` returns the unit's images class-major, as `unit.labels` lists them."""
+    """Make and write every unit not already finished in `w` (a resumed run keeps finished ones); under
+    torchrun each rank takes every N-th unfinished unit. `make(unit)` returns the unit's images
+    class-major, as `unit.labels` lists them."""
     done_dir = w.scratch / "units"
     done_dir.mkdir(exist_ok=True)
-    todo = [u for u in units if not (done_dir / f"{u.index}.done").exists()]
+
+    def unfinished() -> list[Unit]:
+        return [u for u in units if not (done_dir / f"{u.index}.done").exists()]
+
+    # rank 0 decides what is left: ranks that start later must not see their peers' fresh work as done
+    todo = [units[i] for i in world().share([u.index for u in unfinished()])]
     if len(todo) < len(units):
         info(f"resuming: {len(units) - len(todo)} of {len(units)} units already done")
-    with progress(description, len(units)) as task:
-        task.advance(len(units) - len(todo))
-        for unit in todo:
+    mine = world().shard(todo)
+    with progress(description, len(mine)) as task:
+        for unit in mine:
             images = make(unit)
             images = images.view(len(unit.classes), unit.count, *images.shape[1:])
             for c, class_images in zip(unit.classes, images):
                 save_class_images(w, c, class_images, unit.start)
             (done_dir / f"{unit.index}.done").touch()  # after the images: a marked unit is complete
             task.advance(1)
+    world().barrier()  # later steps read every rank's images
+    if unfinished():
+        raise DcondError(f"{len(unfinished())} unit(s) were not made; run the command again to finish them")

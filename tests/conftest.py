@@ -100,6 +100,28 @@ def tree(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.fixture
+def interrupt_units(monkeypatch):
+    """Make image-writing stages die (as on Ctrl-C) after `n` class writes; returns a function that undoes it."""
+    import dcond.units as units
+
+    real = units.save_class_images
+
+    def arm(n: int):
+        written = []
+
+        def write_then_die(w, c, images, start=0):
+            if len(written) == n:
+                raise KeyboardInterrupt
+            written.append(c)
+            real(w, c, images, start)
+
+        monkeypatch.setattr(units, "save_class_images", write_then_die)
+        return lambda: monkeypatch.setattr(units, "save_class_images", real)
+
+    return arm
+
+
 @pytest.fixture(scope="session")
 def fmnist() -> Path:
     if not FMNIST_DIR.is_dir() and not os.environ.get("DCOND_DATA_ROOT"):

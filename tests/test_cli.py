@@ -113,8 +113,12 @@ def test_existing_output_without_force(cli, tiny_folder, tiny_teacher, tmp_path)
     assert r.code == 0 and verify(tiny_teacher).intact
 
 
-def test_usage_errors_are_one_line(cli):
-    assert "--nope" in one_error_line(cli("train-teacher", "--nope"))
+@pytest.mark.parametrize("args, words", [(["--nope"], "No such option: --nope"),
+                                         (["--epochs", "many"], "Invalid value for '--epochs'")])
+def test_usage_errors_are_one_line_with_exit_code_2(cli, args, words):
+    r = cli("train-teacher", *args)
+    line = one_error_line(r)
+    assert r.code == 2 and words in line and "DCOND_DEBUG" not in line and "train-teacher --help" in line
 
 
 def test_empty_stdin(cli):

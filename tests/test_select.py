@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-import dcond.units as units
 from dcond.artifact import image_files, open_artifact, verify
 from dcond.data import DataOptions, load_all, load_split, to_input
 from dcond.data.images import decode_image
@@ -64,22 +63,13 @@ def test_coding_rate_is_the_same_on_either_gram_matrix():
     torch.testing.assert_close(coding_rate(z, 0.3), direct)
 
 
-def test_select_resumes_after_an_interruption(tiny_teacher, tmp_path, monkeypatch):
+def test_select_resumes_after_an_interruption(tiny_teacher, tmp_path, interrupt_units):
     cfg = SelectConfig(method="herding", ipc=2)
     straight = select(tiny_teacher, DataOptions(""), cfg, tmp_path / "a")
-    real = units.save_class_images
-    done = []
-
-    def die_on_second(w, c, images, start=0):
-        if done:
-            raise KeyboardInterrupt
-        done.append(c)
-        real(w, c, images, start)
-
-    monkeypatch.setattr(units, "save_class_images", die_on_second)
+    undo = interrupt_units(1)
     with pytest.raises(KeyboardInterrupt):
         select(tiny_teacher, DataOptions(""), cfg, tmp_path / "b")
-    monkeypatch.setattr(units, "save_class_images", real)
+    undo()
     resumed = select(tiny_teacher, DataOptions(""), cfg, tmp_path / "b")
     assert open_artifact(straight).digest == open_artifact(resumed).digest
 

@@ -2,7 +2,6 @@ import pytest
 import torch
 
 import dcond.stages.synthesize as synth_stage
-import dcond.units as units
 from conftest import TINY_MODEL
 from dcond.artifact import image_files, open_artifact, verify
 from dcond.data import DataOptions
@@ -58,21 +57,13 @@ def test_classwise_batches_hold_one_class(tiny_teacher, tmp_path, monkeypatch):
     assert mixed[0].labels.tolist() == [0, 0, 1, 1, 2, 2]
 
 
-def test_resume_gives_the_images_of_an_uninterrupted_run(tiny_teacher, tmp_path, monkeypatch):
+def test_resume_gives_the_images_of_an_uninterrupted_run(tiny_teacher, tmp_path, interrupt_units):
     cfg = SynthConfig(method="classwise", ipc=2, iterations=5)
     straight = synthesize(tiny_teacher, DataOptions(""), cfg, tmp_path / "a")
-    real, written = units.save_class_images, []
-
-    def die_on_third(w, c, images, start=0):
-        if len(written) == 2:
-            raise KeyboardInterrupt
-        written.append(c)
-        real(w, c, images, start)
-
-    monkeypatch.setattr(units, "save_class_images", die_on_third)
+    undo = interrupt_units(2)
     with pytest.raises(KeyboardInterrupt):
         synthesize(tiny_teacher, DataOptions(""), cfg, tmp_path / "b")
-    monkeypatch.setattr(units, "save_class_images", real)
+    undo()
     resumed = synthesize(tiny_teacher, DataOptions(""), cfg, tmp_path / "b")
     a, b = open_artifact(straight), open_artifact(resumed)
     assert a.digest == b.digest

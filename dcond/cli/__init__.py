@@ -3,21 +3,23 @@
 import os
 import sys
 
-import click
 import typer
 
 from dcond import __version__
 from dcond.cli.artifacts import evaluate_cmd, inspect_cmd, verify_cmd
-from dcond.cli.condense import select_cmd, synthesize_cmd
+from dcond.cli.condense import sample_cmd, select_cmd, synthesize_cmd
 from dcond.cli.labels import compress_labels_cmd, import_labels_cmd, relabel_cmd
+from dcond.cli.pipeline import run_cmd
 from dcond.cli.train import train_student_cmd, train_teacher_cmd
 from dcond.errors import DcondError
+from dcond.log import prefix as log_prefix
 
 app = typer.Typer(name="dcond", help="Dataset condensation as a chain of stages over artifact folders.",
                   add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 app.command("train-teacher")(train_teacher_cmd)
 app.command("synthesize")(synthesize_cmd)
 app.command("select")(select_cmd)
+app.command("sample")(sample_cmd)
 app.command("relabel")(relabel_cmd)
 app.command("compress-labels")(compress_labels_cmd)
 app.command("import-labels")(import_labels_cmd)
@@ -25,6 +27,7 @@ app.command("train-student")(train_student_cmd)
 app.command("evaluate")(evaluate_cmd)
 app.command("inspect")(inspect_cmd)
 app.command("verify")(verify_cmd)
+app.command("run")(run_cmd)
 
 
 def _version(value: bool) -> None:
@@ -40,7 +43,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def _fail(message: str, code: int) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"{log_prefix()}error: {message}", file=sys.stderr)
     sys.exit(code)
 
 
@@ -48,20 +51,25 @@ def main() -> None:
     """Entry point: errors become one line on stderr and a non-zero exit (DCOND_DEBUG=1 shows the traceback)."""
     debug = os.environ.get("DCOND_DEBUG") == "1"
     try:
-        app(standalone_mode=False)
-    except click.exceptions.Exit as e:
+        app(prog_name="dcond", standalone_mode=False)
+    except typer.Exit as e:
         sys.exit(e.exit_code)
-    except click.ClickException as e:
-        ctx = getattr(e, "ctx", None)
-        hint = f" (see '{ctx.command_path} --help')" if ctx else ""
-        _fail(e.format_message().replace("\n", " ") + hint, e.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         _fail("interrupted", 130)
     except DcondError as e:
         if debug:
             raise
         _fail(str(e), 1)
-    except Exception as e:  # an unexpected failure: still one line, unless debugging
+    except Exception as e:
+        if _is_usage_error(e):
+            ctx = getattr(e, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx else ""
+            _fail(e.format_message().replace("\n", " ") + hint, e.exit_code)
         if debug:
             raise
-        _fail(f"{type(e).__name__}: {e} (set DCOND_DEBUG=1 to see the traceback)", 1)
+        _fail(f"{type(e).__name__}: {e} (set DCOND_DEBUG=1 to see the traceback)", 1)  # unexpected: still one line
+
+
+def _is_usage_error(e: Exception) -> bool:
+    """Click's usage errors (a bad flag or value); Typer vendors its own click, so match them by shape."""
+    return hasattr(e, "format_message") and isinstance(getattr(e, "exit_code", None), int)

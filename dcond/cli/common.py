@@ -14,16 +14,17 @@ import typer
 from dcond.artifact import open_artifact
 from dcond.data import DataOptions
 from dcond.data.augment import ViewConfig
+from dcond.distributed import world
 from dcond.errors import DcondError
 
 Data = Annotated[str, typer.Option("--data", help="Dataset: fashion-mnist, mnist, cifar10, cifar100, an ImageFolder "
                                                   "directory, or a dcond images artifact.")]
-DataRoot = Annotated[Optional[Path], typer.Option("--data-root", help="Where named datasets live "
-                                                                     "(default: $DCOND_DATA_ROOT or ~/.cache/dcond/datasets).")]
+DataRoot = Annotated[Optional[Path], typer.Option(
+    "--data-root", help="Where named datasets live (default: $DCOND_DATA_ROOT or ~/.cache/dcond/datasets).")]
 Download = Annotated[bool, typer.Option("--download", help="Download a named dataset with torchvision if missing.")]
 ImageSize = Annotated[int, typer.Option("--image-size", help="Side in pixels that ImageFolder images are resized to.")]
-Subset = Annotated[Optional[int], typer.Option("--subset", help="Use a class-balanced subset of N images (quick runs).")]
-Out = Annotated[Optional[Path], typer.Option("--out", help="Output artifact folder (default: a new folder under ./runs).")]
+Subset = Annotated[Optional[int], typer.Option("--subset", help="A class-balanced subset of N images (quick runs).")]
+Out = Annotated[Optional[Path], typer.Option("--out", help="Output artifact folder (default: a new one in ./runs).")]
 Force = Annotated[bool, typer.Option("--force", help="Replace an existing output artifact.")]
 Json = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout instead of the path.")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
@@ -73,6 +74,8 @@ def input_path(arg: Optional[str]) -> Path:
 
 def emit(path: Path, as_json: bool, result: dict[str, Any] | None = None) -> None:
     """Report the artifact a command wrote: its path alone, or a JSON object with --json."""
+    if not world().is_main:  # under torchrun, one rank reports
+        return
     if not as_json:
         print(path, flush=True)
         return

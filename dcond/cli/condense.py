@@ -1,18 +1,20 @@
-"""Commands that make condensed images: select, synthesize."""
+"""Commands that make condensed images: select, synthesize (pixels, or a generator), sample (from a generator)."""
 
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from dcond.cli.common import (Data, DataRoot, Device, Download, Force, ImageSize, InputArtifact, Json, Out, Seed,
+from dcond.cli.common import (DataRoot, Device, Download, Force, ImageSize, InputArtifact, Json, Out, Seed,
                               Subset, Teachers, data_options, emit, input_path)
 from dcond.selection import SELECTORS
+from dcond.stages.generative import GENERATIVE, GenerativeConfig, train_generator
+from dcond.stages.sample import SampleConfig, sample_images
 from dcond.stages.select import SelectConfig, select
 from dcond.stages.synthesize import SynthConfig, synthesize
 from dcond.synthesis import SYNTHESIZERS
 
-C, Y = SelectConfig, SynthConfig
+C, Y, G = SelectConfig, SynthConfig, GenerativeConfig
 Ipc = Annotated[int, typer.Option("--ipc", help="Images per class.")]
 RealData = Annotated[str, typer.Option("--data", help="Real data to draw from (default: the teacher's dataset).")]
 RelabelEpochs = Annotated[int, typer.Option("--relabel-epochs", help="Also write a soft-label bank of this many "
@@ -49,9 +51,12 @@ def select_cmd(
 
 def synthesize_cmd(
     teacher_artifact: InputArtifact = None,
-    method: Annotated[str, typer.Option(help=f"{', '.join(SYNTHESIZERS.names())}.")] = Y.method,
+    method: Annotated[str, typer.Option(help=f"{', '.join(SYNTHESIZERS.names())} (pixels), or {GENERATIVE} (a "
+                                             "generator; it uses the options marked generative: and --iterations, "
+                                             "--lr, --r-bn, --data, --amp).")] = Y.method,
     ipc: Ipc = Y.ipc,
-    iterations: Annotated[int, typer.Option(help="Optimisation steps per unit.")] = Y.iterations,
+    iterations: Annotated[int, typer.Option(help="Optimisation steps per unit (generative: training "
+                                                 "steps).")] = Y.iterations,
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default: the method's).")] = None,
     r_bn: Annotated[Optional[float], typer.Option(help="Weight of the BN-statistics loss (default: the "
                                                        "method's).")] = None,
@@ -68,15 +73,54 @@ def synthesize_cmd(
                                                       "real images of --data).")] = None,
     data: RealData = "", data_root: DataRoot = None, download: Download = False,
     teacher: Teachers = None, relabel_epochs: RelabelEpochs = Y.relabel_epochs,
+    latent_dim: Annotated[int, typer.Option(help="generative: size of the latent vector (and class "
+                                                 "embedding).")] = G.latent_dim,
+    gen_width: Annotated[int, typer.Option(help="generative: channels of the generator's layers.")] = G.width,
+    gen_depth: Annotated[int, typer.Option(help="generative: upsampling blocks of the generator.")] = G.depth,
+    gen_batch: Annotated[int, typer.Option(help="generative: generated images per class per step.")] = G.gen_batch,
+    real_batch: Annotated[int, typer.Option(help="generative: real images per class per step.")] = G.real_batch,
+    match_weight: Annotated[float, typer.Option(help="generative: weight of the feature-matching "
+                                                     "loss.")] = G.match_weight,
+    intra_weight: Annotated[float, typer.Option(help="generative: weight of the intra-class (diversity) "
+                                                     "loss.")] = G.intra_weight,
+    inter_weight: Annotated[float, typer.Option(help="generative: weight of the inter-class (class centres "
+                                                     "apart) loss.")] = G.inter_weight,
+    ce_weight: Annotated[float, typer.Option(help="generative: weight of the teacher's cross-entropy.")] = G.ce_weight,
+    checkpoint_every: Annotated[int, typer.Option(help="generative: steps between resumable "
+                                                       "checkpoints.")] = G.checkpoint_every,
+    weights_dtype: Annotated[str, typer.Option(help="generative: stored weights, float16 or "
+                                                    "float32.")] = G.weights_dtype,
     amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = Y.amp,
     seed: Seed = Y.seed, device: Device = Y.device, out: Out = None, force: Force = False, json: Json = False,
 ) -> None:
-    """Recover IPC images per class from a teacher by matching its BatchNorm statistics (sre2l, classwise, edc)."""
+    """Recover IPC images per class from a teacher by matching its BatchNorm statistics (sre2l, classwise, edc),
+    or train a class-conditional generator (generative; draw images from it with `dcond sample`)."""
+    data_opts = data_options(data, data_root, download, 32, None)
+    if method == GENERATIVE:  # a generator, not pixels: its own stage and config, sharing the common flags
+        gen_cfg = GenerativeConfig(
+            latent_dim=latent_dim, width=gen_width, depth=gen_depth, iterations=iterations,
+            lr=G.lr if lr is None else lr,
+            gen_batch=gen_batch, real_batch=real_batch, match_weight=match_weight,
+            bn_weight=G.bn_weight if r_bn is None else r_bn, intra_weight=intra_weight, inter_weight=inter_weight,
+            ce_weight=ce_weight, checkpoint_every=checkpoint_every, weights_dtype=weights_dtype, seed=seed,
+            device=device, amp=amp)
+        emit(train_generator(input_path(teacher_artifact), data_opts, gen_cfg, out, force), json)
+        return
     cfg = SynthConfig(method=method, ipc=ipc, iterations=iterations, lr=lr, r_bn=r_bn,
                       first_bn_weight=first_bn_weight, crop_scale=tuple(crop_scale) if crop_scale else None,
                       jitter=jitter, flip=flip, alpha=alpha, ema_momentum=ema_momentum, per_unit=per_unit,
                       init=init, teachers=list(teacher or []), relabel_epochs=relabel_epochs, seed=seed,
                       device=device, amp=amp)
-    path = synthesize(input_path(teacher_artifact), data_options(data, data_root, download, 32, None), cfg, out,
-                      force)
-    emit(path, json)
+    emit(synthesize(input_path(teacher_artifact), data_opts, cfg, out, force), json)
+
+
+def sample_cmd(
+    generator_artifact: InputArtifact = None,
+    ipc: Ipc = SampleConfig.ipc,
+    seed: Seed = SampleConfig.seed, device: Device = SampleConfig.device, out: Out = None, force: Force = False,
+    json: Json = False,
+) -> None:
+    """Draw IPC images per class from a generator artifact (synthesize --method generative) into an images
+    artifact; the same seed gives the same images."""
+    cfg = SampleConfig(ipc=ipc, seed=seed, device=device)
+    emit(sample_images(input_path(generator_artifact), cfg, out, force), json)

@@ -63,16 +63,20 @@ def train_student_cmd(
     crop_scale: CropScale = V.crop_scale, flip: Flip = V.flip, mix: Mix = V.mix, mix_prob: MixProb = V.mix_prob,
     mix_alpha: MixAlpha = V.mix_alpha,
     wrap: Annotated[bool, typer.Option(help="Reuse a bank's epochs cyclically past its length.")] = S.wrap,
+    fresh_samples: Annotated[int, typer.Option(
+        help="With a generator artifact: draw this many new images per class every epoch (labelled by --teacher "
+             "online).")] = S.fresh_samples,
     eval: Annotated[bool, typer.Option(help="Evaluate on the dataset's test split at the end.")] = S.evaluate,
     amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = S.amp,
     seed: Seed = S.seed, device: Device = S.device, out: Out = None, force: Force = False, json: Json = False,
 ) -> None:
     """Train a student on condensed images: replaying their soft-label bank, with --teacher online, or on hard
-    labels."""
+    labels; or on fresh samples of a generator every epoch (--fresh-samples)."""
     cfg = StudentConfig(model=model, model_options=parse_options(model_opt or []), epochs=epochs,
                         batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                         schedule=schedule, zeta=zeta, warmup_epochs=warmup_epochs, loss=loss,
                         temperature=temperature, ce_weight=ce_weight, ema=ema, teachers=list(teacher or []),
-                        views=view_config(crop_scale, flip, mix, mix_prob, mix_alpha), wrap=wrap, seed=seed,
+                        views=view_config(crop_scale, flip, mix, mix_prob, mix_alpha), wrap=wrap,
+                        fresh_samples=fresh_samples, seed=seed,
                         device=device, amp=amp, evaluate=eval)
     emit(train_student(input_path(artifact), cfg, out, force), json)

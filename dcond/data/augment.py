@@ -7,7 +7,7 @@ labelled; the parameters can also be drawn again from the seed.
 """
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch

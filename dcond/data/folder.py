@@ -56,7 +56,8 @@ class ImageFolder:
             raise DcondError(f"{self.root} has a train/ folder but no test/ or val/ folder")
         classes, paths, labels = _scan(folder)
         if tuple(classes) != self.spec.classes:
-            raise DcondError(f"{folder} has classes {classes}, but {self.folders['train']} has {list(self.spec.classes)}")
+            raise DcondError(f"{folder} has classes {classes}, but {self.folders['train']} has "
+                             f"{list(self.spec.classes)}")
         return FileImages(paths, torch.tensor(labels), self.spec.channels, self.image_size)
 
 

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import torch
 from PIL import Image, ImageOps
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset
 
 from dcond.data.spec import DatasetSpec
+from dcond.distributed import world
 from dcond.errors import DcondError
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # uint8 images N×C×H×W, int64 labels N
@@ -78,11 +79,15 @@ def load_all(dataset: ImageDataset) -> TensorImages:
 
 
 def batches(dataset: ImageDataset, batch_size: int, shuffle: bool = False, seed: int = 0,
-            drop_last: bool = False, workers: int = 0) -> DataLoader:
-    """Batches of (uint8 images, labels), fetched a whole batch at a time."""
-    order = (RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)) if shuffle
-             else SequentialSampler(dataset))
-    return DataLoader(dataset, batch_sampler=BatchSampler(order, batch_size, drop_last),
+            drop_last: bool = False, workers: int = 0, shard: bool = False) -> DataLoader:
+    """Batches of (uint8 images, labels), fetched a whole batch at a time. With `shard`, only this rank's
+    share of the order: every N-th image, cut to equal lengths so that all ranks take the same steps."""
+    n = len(dataset)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle else torch.arange(n)
+    if shard:
+        w = world()
+        order = order[w.rank:: w.size][: n // w.size]
+    return DataLoader(dataset, batch_sampler=BatchSampler(order.tolist(), batch_size, drop_last),
                       collate_fn=_whole_batch, num_workers=workers, persistent_workers=workers > 0)
 
 

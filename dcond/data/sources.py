@@ -1,7 +1,7 @@
 """Resolve `--data` to a dataset: a registered name, an ImageFolder directory, or a dcond images artifact."""
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -69,3 +69,15 @@ def recorded_data(spec: DatasetSpec) -> str:
     if not data:
         raise DcondError(f"the artifact does not record where dataset '{spec.name}' came from; pass --data")
     return data
+
+
+def load_for_teacher(opts: DataOptions, spec: DatasetSpec) -> tuple[DataOptions, DatasetSpec, ImageDataset]:
+    """The real training data a teacher of `spec` looks at: `opts.data`, else the dataset `spec` records, at the
+    spec's image size. Returns the resolved options, the data's spec and its train split."""
+    opts = replace(opts, data=opts.data or recorded_data(spec), image_size=spec.image_size)
+    real_spec, train = load_split(opts, "train")
+    if real_spec.num_classes != spec.num_classes or real_spec.channels != spec.channels:
+        raise DcondError(f"dataset '{real_spec.name}' has {real_spec.num_classes} classes of {real_spec.channels}-"
+                         f"channel images; the teacher knows {spec.num_classes} classes of {spec.channels}-channel "
+                         "ones")
+    return opts, real_spec, train

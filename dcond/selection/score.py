@@ -29,7 +29,8 @@ def coding_rate(z: torch.Tensor, alpha: float) -> torch.Tensor:
     return 0.5 * torch.logdet(eye + alpha * gram)
 
 
-def lazy_greedy(modular: torch.Tensor, z: torch.Tensor, alpha: float, w_disc: float, k: int) -> tuple[list[int], list[float]]:
+def lazy_greedy(modular: torch.Tensor, z: torch.Tensor, alpha: float, w_disc: float,
+                k: int) -> tuple[list[int], list[float]]:
     """Maximise Σ modular[i] + w_disc·½ logdet(I + α Σ z_i z_iᵀ) over k items by lazy greedy.
 
     The gain of adding z to a set with M = I + α Σ z_j z_jᵀ is modular + w_disc·½ log(1 + α zᵀ M⁻¹ z), which

@@ -12,12 +12,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 import torch
 
-from dcond.artifact import (Artifact, ArtifactWriter, config_key, describe_images, image_files, save_images,
-                            save_preview, written_images)
+from dcond.artifact import Artifact, ArtifactWriter, config_key, image_files, save_images
 from dcond.bank import epoch_file, write_epoch
 from dcond.data import TensorImages, to_input
 from dcond.data.augment import ViewConfig, apply_views, draw_epoch, epoch_generator
 from dcond.data.folder import open_condensed
+from dcond.distributed import world
 from dcond.engine import ensemble_logits, place, resolve_device
 from dcond.errors import DcondError
 from dcond.log import info, progress
@@ -97,39 +97,31 @@ def link_images(w: ArtifactWriter, source: Artifact) -> None:
 def write_bank(w: ArtifactWriter, data: TensorImages, teacher_arts: list[Artifact], models: list[torch.nn.Module],
                cfg: RelabelConfig) -> None:
     """Label every view of every epoch and store the bank in `w`; epochs already on disk (a resumed run)
-    are kept."""
+    are kept, and under torchrun each rank labels every N-th remaining epoch."""
     device = resolve_device(cfg.device)
     models = [place(m, device).eval() for m in models]
     spec = w.dataset
     images = to_input(data.images.to(device), spec)
     batch_size = cfg.batch_size or default_batch_size(len(data))
-    done = sum((w.dir / epoch_file(e)).exists() for e in range(cfg.epochs))
-    if done:
-        info(f"resuming: {done} of {cfg.epochs} bank epochs already written")
+    # rank 0 decides what is left: ranks that start later must not see their peers' fresh epochs as done
+    todo = world().share([e for e in range(cfg.epochs) if not (w.dir / epoch_file(e)).exists()])
+    if len(todo) < cfg.epochs:
+        info(f"resuming: {cfg.epochs - len(todo)} of {cfg.epochs} bank epochs already written")
+    mine = world().shard(todo)
     t0, labelled = time.perf_counter(), 0
-    with progress("relabel epochs", cfg.epochs) as task:
-        for e in range(cfg.epochs):
-            if (w.dir / epoch_file(e)).exists():
-                task.advance(1)
-                continue
+    with progress("relabel epochs", len(mine)) as task:
+        for e in mine:
             views = draw_epoch(len(data), batch_size, cfg.views, spec.image_size, epoch_generator(cfg.seed, e))
             logits = torch.cat([ensemble_logits(models, apply_views(images, views.batch(b)), device, cfg.amp)
                                 for b in range(len(views))])
             write_epoch(w, e, views, logits.cpu(), DTYPES[cfg.dtype])
             labelled += len(logits)
             task.advance(1, f"{labelled / (time.perf_counter() - t0):.0f} views/s")
+    world().barrier()
+    if any(not (w.dir / epoch_file(e)).exists() for e in range(cfg.epochs)):
+        raise DcondError("some bank epochs were not written; run the command again to finish them")
     w.section["bank"] = {"encoding": "dense", "epochs": cfg.epochs, "batch_size": batch_size,
                          "num_images": len(data), "num_classes": spec.num_classes, "temperature": cfg.temperature,
                          "views": cfg.views.to_dict(), "seed": cfg.seed, "dtype": cfg.dtype,
                          "teachers": [t.digest for t in teacher_arts]}
 
-
-def finish_images(w: ArtifactWriter, teacher_arts: list[Artifact], models: list[torch.nn.Module],
-                  relabel_epochs: int, seed: int, device: str) -> None:
-    """The end of a stage that made images: count them, draw the preview, and with `relabel_epochs` also
-    label them, which makes the artifact a labels artifact in one stage."""
-    describe_images(w)
-    save_preview(w)
-    if relabel_epochs:
-        write_bank(w, TensorImages(*written_images(w)), teacher_arts, models,
-                   RelabelConfig(epochs=relabel_epochs, seed=seed, device=device))

@@ -4,20 +4,20 @@ Work is split into one unit per class, each with its own seed: a unit's images a
 it is done, so an interrupted run resumes with the classes still to do.
 """
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from dcond.artifact import ArtifactWriter, config_key
-from dcond.data import DataOptions, load_split, recorded_data
+from dcond.data import DataOptions
+from dcond.data.sources import load_for_teacher
 from dcond.data.images import class_indices, load_all
 from dcond.engine import place, resolve_device
 from dcond.errors import DcondError
 from dcond.models import load_teachers
 from dcond.selection import SELECTORS, SelectContext
-from dcond.stages.relabel import finish_images
-from dcond.units import Unit, plan_units, run_units
+from dcond.stages.condensed import write_condensed
+from dcond.units import Unit, plan_units
 
 
 @dataclass
@@ -30,7 +30,8 @@ class SelectConfig:
     crop_scale: tuple[float, float] = (0.5, 1.0)  # rded: area range of those crops
     score_views: int = 8  # score: augmented views whose soft labels describe a candidate
     eps2: float = 0.5  # score: ε² of the coding rate
-    score_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # score: informativeness, discriminativeness, compressibility
+    # score: weights of informativeness, discriminativeness and compressibility
+    score_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
     teachers: list[Path] = field(default_factory=list)  # more teachers, for --relabel-epochs
     relabel_epochs: int = 0  # > 0: also write a soft-label bank, making a labels artifact in one stage
     seed: int = 0
@@ -49,11 +50,7 @@ class SelectConfig:
 def select(teacher: Path, data: DataOptions, cfg: SelectConfig, out: Path | None = None, force: bool = False) -> Path:
     teacher_arts, models = load_teachers([teacher, *cfg.teachers])
     spec = teacher_arts[0].dataset
-    data = replace(data, data=data.data or recorded_data(spec), image_size=spec.image_size)
-    real_spec, train = load_split(data, "train")
-    if real_spec.num_classes != spec.num_classes or real_spec.channels != spec.channels:
-        raise DcondError(f"dataset '{real_spec.name}' has {real_spec.num_classes} classes of {real_spec.channels}-"
-                         f"channel images; the teacher knows {spec.num_classes} classes of {spec.channels}-channel ones")
+    data, real_spec, train = load_for_teacher(data, spec)
     device = resolve_device(cfg.device)
     ctx = SelectContext(place(models[0], device).eval(), spec, device, asdict(cfg))
     method = SELECTORS.get(cfg.method)
@@ -72,14 +69,9 @@ def select(teacher: Path, data: DataOptions, cfg: SelectConfig, out: Path | None
         return method(ctx, c, pool, cfg.ipc, gen)
 
     config = {"teacher": teacher_arts[0].digest, "data": asdict(data), **asdict(cfg)}
-    kind = "labels" if cfg.relabel_epochs else "images"
-    with ArtifactWriter(out, kind, spec, stage="select", config=config, force=force, resume_key=config_key(config),
-                        parents=[("teacher", a) for a in teacher_arts]) as w:
-        run_units(w, plan_units(spec.num_classes, cfg.ipc, cfg.ipc, cfg.seed), make, f"select {cfg.method}")
-        finish_images(w, teacher_arts, models, cfg.relabel_epochs, cfg.seed, cfg.device)
-        w.card |= {"title": f"{cfg.ipc} images per class of {spec.name} selected by {cfg.method}",
-                   "summary": f"Real {real_spec.name} images chosen with `{cfg.method}` using a teacher; "
-                              "see preview.png.",
-                   "usage": ["dcond relabel <this folder> --teacher TEACHER --epochs 300",
-                             "dcond train-student <this folder> --model convnet"]}
-    return w.out
+    return write_condensed(
+        "select", spec, plan_units(spec.num_classes, cfg.ipc, cfg.ipc, cfg.seed), make, config=config,
+        parents=[("teacher", a) for a in teacher_arts], teachers=teacher_arts, models=models,
+        relabel_epochs=cfg.relabel_epochs, out=out, force=force,
+        title=f"{cfg.ipc} images per class of {spec.name} selected by {cfg.method}",
+        summary=f"Real {real_spec.name} images chosen with `{cfg.method}` using a teacher; see preview.png.")

@@ -2,7 +2,8 @@
 
 The labels come from one of three places: a stored soft-label bank, replayed exactly (the student sees
 the views the teacher labelled); a teacher run online on freshly drawn views (`--teacher`); or the
-images' hard labels, mixed like the images.
+images' hard labels, mixed like the images. Given a generator (generative condensation) instead of images,
+the student draws new images from it every epoch (`--fresh-samples`), labelled online or by their classes.
 """
 
 import time
@@ -18,13 +19,15 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from dcond.artifact import Artifact, ArtifactWriter, open_artifact
 from dcond.bank import Bank, has_bank, open_bank
-from dcond.data import DataOptions, TensorImages, load_split, recorded_data, to_input
+from dcond.data import DataOptions, load_split, recorded_data, to_input
 from dcond.data.augment import ViewConfig, apply_views, draw_epoch, epoch_generator, mixed_targets
 from dcond.data.folder import ArtifactImages
 from dcond.data.images import load_all
-from dcond.engine import (autocast, ensemble_logits, evaluate, lr_factor, make_optimizer, place, resolve_device,
-                          set_lr)
+from dcond.distributed import world
+from dcond.engine import (autocast, ddp, ensemble_logits, evaluate, lr_factor, make_optimizer, place,
+                          resolve_device, set_lr)
 from dcond.errors import DcondError
+from dcond.generative import Generator, load_generator, sample
 from dcond.log import info, progress
 from dcond.models import WEIGHTS_FILE, ModelSpec, create_model, load_teachers, state_tensors
 from dcond.stages.relabel import default_batch_size
@@ -53,6 +56,7 @@ class StudentConfig:
     teachers: list[Path] = field(default_factory=list)  # label online instead of replaying a bank
     views: ViewConfig = field(default_factory=ViewConfig)  # online and hard-label training
     wrap: bool = False  # reuse a bank's epochs cyclically when training for more epochs than it holds
+    fresh_samples: int = 0  # images per class drawn anew every epoch from a generator artifact
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -65,48 +69,68 @@ class StudentConfig:
             raise DcondError(f"--loss must be one of {', '.join(LOSSES)}")
         if not 0 <= self.ema < 1:
             raise DcondError("--ema must lie in [0, 1)")
+        if self.fresh_samples < 0:
+            raise DcondError("--fresh-samples must be >= 0")
 
 
 def train_student(source: Path, cfg: StudentConfig, out: Path | None = None, force: bool = False) -> Path:
-    art = open_artifact(source, kinds=("images", "labels"))
+    art = open_artifact(source, kinds=("images", "labels", "generator"))
     spec = art.dataset
     device = resolve_device(cfg.device)
-    data = load_all(ArtifactImages(art.path).split("train"))
-    labels, parents = _labels(art, data, cfg, device)
+    labels, parents = _labels(art, cfg, device)
     torch.manual_seed(cfg.seed)
     model_spec = ModelSpec(cfg.model, spec.channels, spec.num_classes, spec.image_size, cfg.model_options)
     model = place(create_model(model_spec), device)
     config = {"source": str(source), **asdict(cfg)}
     with ArtifactWriter(out, "model", spec, stage="train-student", config=config, parents=parents, force=force) as w:
-        final = _fit(model, labels, cfg, device)
+        final = fit(model, labels, cfg, device)
+        if not world().is_main:  # rank 0 evaluates and writes
+            return w.out
         w.save_tensors(WEIGHTS_FILE, state_tensors(final))
         w.section = {"spec": model_spec.to_dict(), "parameters": sum(p.numel() for p in final.parameters()),
                      "weights": WEIGHTS_FILE, "bn_stats": None, "bn_layers": [],
-                     "train_images": len(data), "labels": labels.mode}
+                     "train_images": len(labels.labels), "labels": labels.mode}
         if cfg.evaluate:
             _, test_set = load_split(DataOptions(recorded_data(spec), image_size=spec.image_size), "test")
             w.metrics = {f"{spec.name}:test": evaluate(final, test_set, spec, device)}
             info(f"student test top-1 {w.metrics[f'{spec.name}:test']['top1']:.4f}")
-        w.card |= {"title": f"Student {cfg.model} trained on {len(data)} condensed {spec.name} images",
+        w.card |= {"title": f"Student {cfg.model} trained on {len(labels.labels)} condensed {spec.name} images",
                    "summary": f"Trained for {cfg.epochs} epochs with {labels.mode} labels.",
                    "usage": ["dcond evaluate <this folder>"]}
     return w.out
 
 
-def _labels(art: Artifact, data: TensorImages, cfg: StudentConfig, device: torch.device):
-    """Where the targets come from, and the parent artifacts that implies."""
-    images = to_input(data.images.to(device), art.dataset)
-    role, k = ("labels" if art.kind == "labels" else "images"), art.dataset.num_classes
+def _labels(art: Artifact, cfg: StudentConfig, device: torch.device):
+    """Where the images and targets come from, and the parent artifacts that implies."""
+    if art.kind == "generator" and not cfg.fresh_samples:
+        raise DcondError(f"{art.path} is a generator: pass --fresh-samples N, or draw images with `dcond sample`")
+    if cfg.fresh_samples and art.kind != "generator":
+        raise DcondError("--fresh-samples needs a generator artifact")
+    k, teachers, parents = art.dataset.num_classes, [], [(art.kind, art)]
     if cfg.teachers:
         teacher_arts, models = load_teachers(cfg.teachers)
         if not teacher_arts[0].dataset.same_classes(art.dataset):
             raise DcondError("the teacher was trained on other classes or shapes than these images")
-        models = [place(m, device).eval() for m in models]
-        return FreshViews(images, data.labels, cfg, device, models, k), [(role, art)] + [("teacher", t)
-                                                                                      for t in teacher_arts]
-    if has_bank(art):
-        return Replay(open_bank(art), images, data.labels, cfg, device), [(role, art)]
-    return FreshViews(images, data.labels, cfg, device, [], k), [(role, art)]
+        teachers = [place(m, device).eval() for m in models]
+        parents += [("teacher", t) for t in teacher_arts]
+    if art.kind == "generator":
+        return FreshSamples(place(load_generator(art), device), cfg, device, teachers), parents
+    data = load_all(ArtifactImages(art.path).split("train"))
+    images = to_input(data.images.to(device), art.dataset)
+    if not teachers and has_bank(art):
+        return Replay(open_bank(art), images, data.labels, cfg, device), parents
+    return FreshViews(images, data.labels, cfg, device, teachers, k), parents
+
+
+def _share() -> slice:
+    """This rank's rows of a batch: under torchrun each rank trains on every N-th view of every batch."""
+    w = world()
+    return slice(w.rank, None, w.size)
+
+
+def _check_share(batch_size: int) -> None:
+    if batch_size < world().size:
+        raise DcondError(f"batches of {batch_size} views cannot be shared by {world().size} processes")
 
 
 class Replay:
@@ -126,12 +150,14 @@ class Replay:
             raise DcondError(f"the bank was made with batch size {bank.info['batch_size']}; a student replays it "
                              "as stored (leave out --batch-size)")
         self.steps_per_epoch = -(-bank.info["num_images"] // bank.info["batch_size"])
+        _check_share(bank.info["batch_size"])
 
     def epoch(self, e: int) -> Iterator[Batch]:
-        stored = self.bank.epochs
+        stored, share = self.bank.epochs, _share()
         for batch in self.bank.epoch(e % stored if stored else e):
-            yield (apply_views(self.images, batch.views), batch.logits.to(self.device),
-                   mixed_targets(self.labels, batch.views, self.num_classes).to(self.device))
+            # render the whole batch (mix partners may fall in another rank's share), train on this rank's rows
+            yield (apply_views(self.images, batch.views)[share], batch.logits[share].to(self.device),
+                   mixed_targets(self.labels, batch.views, self.num_classes)[share].to(self.device))
 
 
 class FreshViews:
@@ -145,15 +171,32 @@ class FreshViews:
         self.batch_size = cfg.batch_size or default_batch_size(len(labels))
         self.steps_per_epoch = -(-len(labels) // self.batch_size)
         self.mode = "online-teacher" if teachers else "hard"
+        _check_share(self.batch_size)
 
     def epoch(self, e: int) -> Iterator[Batch]:
         views = draw_epoch(len(self.labels), self.batch_size, self.cfg.views, self.images.shape[-1],
                            epoch_generator(self.cfg.seed, e))
+        share = _share()
         for b in range(len(views)):
             v = views.batch(b)
-            x = apply_views(self.images, v)
+            x = apply_views(self.images, v)[share]
             logits = ensemble_logits(self.teachers, x, self.device, self.cfg.amp) if self.teachers else None
-            yield x, logits, mixed_targets(self.labels, v, self.num_classes).to(self.device)
+            yield x, logits, mixed_targets(self.labels, v, self.num_classes)[share].to(self.device)
+
+
+class FreshSamples(FreshViews):
+    """Draws `fresh_samples` new images per class from a generator every epoch, then views of them as
+    FreshViews does."""
+
+    def __init__(self, generator: Generator, cfg: StudentConfig, device: torch.device, teachers: list[nn.Module]):
+        k = generator.spec.num_classes
+        super().__init__(torch.empty(0), torch.arange(k).repeat_interleave(cfg.fresh_samples), cfg, device, teachers, k)
+        self.generator = generator
+
+    def epoch(self, e: int) -> Iterator[Batch]:
+        images, _ = sample(self.generator, self.cfg.fresh_samples, self.cfg.seed * 1_000_003 + e, self.device)
+        self.images = to_input(images.to(self.device), self.generator.dataset)
+        yield from super().epoch(e)
 
 
 def student_loss(cfg: StudentConfig, out: torch.Tensor, teacher: torch.Tensor | None, targets: torch.Tensor,
@@ -166,8 +209,10 @@ def student_loss(cfg: StudentConfig, out: torch.Tensor, teacher: torch.Tensor | 
     return F.mse_loss(out, teacher) + cfg.ce_weight * -(targets * F.log_softmax(out, 1)).sum(1).mean()
 
 
-def _fit(model: nn.Module, labels, cfg: StudentConfig, device: torch.device) -> nn.Module:
+def fit(model: nn.Module, labels, cfg: StudentConfig, device: torch.device) -> nn.Module:
+    """Train `model` on the batches `labels` provides; returns it, or its EMA average."""
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
+    net = ddp(model, device)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
     total, warmup = cfg.epochs * labels.steps_per_epoch, cfg.warmup_epochs * labels.steps_per_epoch
     step, seen, t0 = 0, 0, time.perf_counter()
@@ -178,7 +223,7 @@ def _fit(model: nn.Module, labels, cfg: StudentConfig, device: torch.device) -> 
             for x, teacher, targets in labels.epoch(e):
                 set_lr(optimizer, cfg.lr * lr_factor(cfg.schedule, step, total, warmup, cfg.zeta))
                 with autocast(device, cfg.amp):
-                    out = model(x).float()
+                    out = net(x).float()
                 loss = student_loss(cfg, out, teacher, targets, labels.temperature)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -6,22 +6,22 @@ otherwise; `per_unit` images of each), each with its own seed, so the result doe
 units are scheduled, and an interrupted run resumes with the unfinished units.
 """
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dcond.artifact import ArtifactWriter, config_key
-from dcond.data import DataOptions, DatasetSpec, load_all, load_split, recorded_data
+from dcond.data import DataOptions, DatasetSpec, load_all
+from dcond.data.sources import load_for_teacher
 from dcond.data.folder import open_condensed
 from dcond.data.images import class_indices
 from dcond.engine import place, resolve_device
 from dcond.errors import DcondError
 from dcond.models import load_teachers
-from dcond.stages.relabel import finish_images
+from dcond.stages.condensed import write_condensed
 from dcond.synthesis import SYNTHESIZERS, Method, Observer, SynthContext, synthesize_unit
-from dcond.units import plan_units, run_units
+from dcond.units import plan_units
 
 
 @dataclass
@@ -87,17 +87,12 @@ def synthesize(teacher: Path, data: DataOptions, cfg: SynthConfig, out: Path | N
     ctx = SynthContext(observers, spec, device, settings, init_images)
     units = plan_units(spec.num_classes, cfg.ipc, settings["per_unit"], cfg.seed, method.mix_classes)
     config = {"teachers": [a.digest for a in teacher_arts], "data": asdict(data), **settings}
-    kind = "labels" if cfg.relabel_epochs else "images"
-    with ArtifactWriter(out, kind, spec, stage="synthesize", config=config, parents=parents, force=force,
-                        resume_key=config_key(config)) as w:
-        run_units(w, units, lambda unit: synthesize_unit(ctx, method, unit)[0], f"synthesize {cfg.method}")
-        finish_images(w, teacher_arts, models, cfg.relabel_epochs, cfg.seed, cfg.device)
-        w.card |= {"title": f"{cfg.ipc} images per class of {spec.name} synthesized by {cfg.method}",
-                   "summary": f"Optimised for {cfg.iterations} iterations to match the teacher's BatchNorm "
-                              "statistics; see preview.png.",
-                   "usage": ["dcond relabel <this folder> --teacher TEACHER --epochs 300",
-                             "dcond train-student <this folder> --model convnet"]}
-    return w.out
+    return write_condensed(
+        "synthesize", spec, units, lambda unit: synthesize_unit(ctx, method, unit)[0], config=config,
+        parents=parents, teachers=teacher_arts, models=models, relabel_epochs=cfg.relabel_epochs, out=out,
+        force=force, title=f"{cfg.ipc} images per class of {spec.name} synthesized by {cfg.method}",
+        summary=f"Optimised for {cfg.iterations} iterations to match the teacher's BatchNorm statistics; "
+                "see preview.png.")
 
 
 def _real_images(cfg: SynthConfig, data: DataOptions, spec: DatasetSpec):
@@ -107,8 +102,7 @@ def _real_images(cfg: SynthConfig, data: DataOptions, spec: DatasetSpec):
         per_class = {c: images.images[images.labels == c] for c in range(spec.num_classes)}
     else:
         art = None
-        data = replace(data, data=data.data or recorded_data(spec), image_size=spec.image_size)
-        _, train = load_split(data, "train")
+        _, _, train = load_for_teacher(data, spec)
         per_class = {}
         for c, idx in enumerate(class_indices(train.labels, spec.num_classes)):
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + c)

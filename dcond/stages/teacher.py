@@ -13,7 +13,8 @@ from dcond.bnstats import class_bn_statistics
 from dcond.checkpoint import load_checkpoint, save_checkpoint
 from dcond.data import DataOptions, batches, load_split, open_source, to_input
 from dcond.data.augment import random_crop_flip
-from dcond.engine import autocast, evaluate, lr_factor, make_optimizer, place, resolve_device, set_lr
+from dcond.distributed import world
+from dcond.engine import autocast, ddp, evaluate, lr_factor, make_optimizer, place, resolve_device, set_lr
 from dcond.errors import DcondError
 from dcond.log import info, progress
 from dcond.models import WEIGHTS_FILE, ModelSpec, bn_layers, create_model, load_weights, state_tensors
@@ -63,6 +64,8 @@ def train_teacher(data: DataOptions, cfg: TeacherConfig, out: Path | None = None
                         resume_key=config_key(config)) as w:
         model = place(model, device)
         _fit(model, train_set, spec, cfg, device, w.scratch / CHECKPOINT)
+        if not world().is_main:  # rank 0 evaluates and writes
+            return w.out
         metrics = evaluate(model, test_set, spec, device)
         info(f"test top-1 {metrics['top1']:.4f} on {metrics['samples']} images of {spec.name}")
         w.save_tensors(WEIGHTS_FILE, state_tensors(model))
@@ -82,8 +85,10 @@ def train_teacher(data: DataOptions, cfg: TeacherConfig, out: Path | None = None
 
 
 def _fit(model: torch.nn.Module, train_set, spec, cfg: TeacherConfig, device: torch.device, ckpt: Path) -> None:
+    """Train in place; under torchrun with DistributedDataParallel, each rank on its share of every epoch."""
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
-    steps_per_epoch = -(-len(train_set) // cfg.batch_size)
+    net = ddp(model, device)
+    steps_per_epoch = -(-(len(train_set) // world().size) // cfg.batch_size)
     total, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
     start = 0
     if ckpt.exists():
@@ -95,14 +100,14 @@ def _fit(model: torch.nn.Module, train_set, spec, cfg: TeacherConfig, device: to
         model.train()
         seen, loss_sum, t0 = 0, 0.0, time.perf_counter()
         with progress(f"epoch {epoch + 1}/{cfg.epochs}", steps_per_epoch) as task:
-            for step, (images, labels) in enumerate(batches(train_set, cfg.batch_size, shuffle=True,
+            for step, (images, labels) in enumerate(batches(train_set, cfg.batch_size, shuffle=True, shard=True,
                                                             seed=cfg.seed * 100_003 + epoch, workers=cfg.workers)):
                 set_lr(optimizer, cfg.lr * lr_factor(cfg.schedule, epoch * steps_per_epoch + step, total, warmup))
                 if cfg.crop_pad >= 0:
                     images = random_crop_flip(images, cfg.crop_pad, gen)
                 images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
                 with autocast(device, cfg.amp):
-                    loss = F.cross_entropy(model(to_input(images, spec)), labels, label_smoothing=cfg.label_smoothing)
+                    loss = F.cross_entropy(net(to_input(images, spec)), labels, label_smoothing=cfg.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -110,4 +115,6 @@ def _fit(model: torch.nn.Module, train_set, spec, cfg: TeacherConfig, device: to
                 task.advance(1, f"loss {loss_sum / seen:.4f}")
         info(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss_sum / seen:.4f}, "
              f"{seen / (time.perf_counter() - t0):.0f} images/s")
-        save_checkpoint(ckpt, model, optimizer, {"epoch": epoch + 1})
+        if world().is_main:
+            save_checkpoint(ckpt, model, optimizer, {"epoch": epoch + 1})
+

@@ -7,7 +7,7 @@ runs one observer network (several are cycled), and minimises cross-entropy to t
 classes, how images start, and what the statistics are compared with.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -49,6 +49,10 @@ class Observer:
 
     def running(self, i: int) -> Stats:
         return self.layers[i].running_mean, self.layers[i].running_var
+
+    def of_class(self, c: int) -> Callable[[int], Stats]:
+        """Layer i -> the statistics of class c's real images at layer i."""
+        return lambda i: (self.class_stats[i][0][c], self.class_stats[i][1][c])
 
 
 @contextmanager
@@ -97,9 +101,11 @@ class Method(Protocol):
                   state: dict) -> torch.Tensor: ...
 
 
-def layer_weights(n: int, first: float) -> list[float]:
-    """The first BN layer counts `first` times as much as the others (SRe2L's multiplier)."""
-    return [first] + [1.0] * (n - 1)
+def matched_gap(ctx: SynthContext, stats: list[Stats], target: Callable[[int], Stats]) -> torch.Tensor:
+    """Σ over BN layers l of gap(stats_l, target(l)); the first layer counts `first_bn_weight` times as much
+    as the others (SRe2L's multiplier)."""
+    first = ctx.settings["first_bn_weight"]
+    return sum((first if i == 0 else 1.0) * stat_gap(s, target(i)) for i, s in enumerate(stats))
 
 
 def _views(x: torch.Tensor, s: dict[str, Any], gen: torch.Generator) -> torch.Tensor:

@@ -4,15 +4,9 @@ the teacher artifact), which makes the images of a class more diverse."""
 
 import torch
 
-from dcond.synthesis import SYNTHESIZERS, Observer, Stats, SynthContext, layer_weights, stat_gap
+from dcond.synthesis import SYNTHESIZERS, Observer, Stats, SynthContext, matched_gap
 from dcond.synthesis.sre2l import noise
 from dcond.units import Unit
-
-
-def class_gap(ctx: SynthContext, observer: Observer, stats: list[Stats], c: int) -> torch.Tensor:
-    weights = layer_weights(len(stats), ctx.settings["first_bn_weight"])
-    targets = observer.class_stats
-    return sum(w * stat_gap(s, (targets[i][0][c], targets[i][1][c])) for i, (w, s) in enumerate(zip(weights, stats)))
 
 
 @SYNTHESIZERS.register("classwise")
@@ -26,4 +20,4 @@ class ClassWise:
 
     def stat_loss(self, ctx: SynthContext, observer: Observer, stats: list[Stats], unit: Unit,
                   state: dict) -> torch.Tensor:
-        return class_gap(ctx, observer, stats, unit.classes[0])
+        return matched_gap(ctx, stats, observer.of_class(unit.classes[0]))

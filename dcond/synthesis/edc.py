@@ -8,8 +8,7 @@ images start from real ones; weak crops (50-100% of the image); several observer
 import torch
 
 from dcond.data import to_input
-from dcond.synthesis import SYNTHESIZERS, Observer, Stats, SynthContext, layer_weights, stat_gap
-from dcond.synthesis.classwise import class_gap
+from dcond.synthesis import SYNTHESIZERS, Observer, Stats, SynthContext, matched_gap
 from dcond.units import Unit
 
 
@@ -33,6 +32,5 @@ class EDC:
             stats = [(momentum * pm.detach() + (1 - momentum) * m, momentum * pv.detach() + (1 - momentum) * v)
                      for (m, v), (pm, pv) in zip(stats, previous)]
         state[key] = stats
-        weights = layer_weights(len(stats), ctx.settings["first_bn_weight"])
-        global_gap = sum(w * stat_gap(s, observer.running(i)) for i, (w, s) in enumerate(zip(weights, stats)))
-        return alpha * global_gap + (1 - alpha) * class_gap(ctx, observer, stats, unit.classes[0])
+        return alpha * matched_gap(ctx, stats, observer.running) + \
+            (1 - alpha) * matched_gap(ctx, stats, observer.of_class(unit.classes[0]))

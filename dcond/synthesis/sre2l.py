@@ -3,7 +3,7 @@ images of all classes; every BN layer's batch statistics are matched to its runn
 
 import torch
 
-from dcond.synthesis import SYNTHESIZERS, Observer, Stats, SynthContext, layer_weights, stat_gap
+from dcond.synthesis import SYNTHESIZERS, Observer, Stats, SynthContext, matched_gap
 from dcond.units import Unit
 
 
@@ -24,5 +24,4 @@ class SRe2L:
 
     def stat_loss(self, ctx: SynthContext, observer: Observer, stats: list[Stats], unit: Unit,
                   state: dict) -> torch.Tensor:
-        weights = layer_weights(len(stats), ctx.settings["first_bn_weight"])
-        return sum(w * stat_gap(s, observer.running(i)) for i, (w, s) in enumerate(zip(weights, stats)))
+        return matched_gap(ctx, stats, observer.running)

@@ -1,0 +1,71 @@
+"""Runs under PyTorch's own launcher: `torchrun --nproc-per-node N -m dcond …` (or multi-node rendezvous).
+
+`world()` reads torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK; MASTER_ADDR/PORT are read by
+torch.distributed), starts the process group once (NCCL for CUDA tensors, gloo for CPU ones), pins each
+rank to its GPU, and tells stages their rank and world size. Without those variables it describes a
+single process, and every collective is a no-op.
+"""
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from dcond import log
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def share(self, value: Any) -> Any:
+        """Rank 0's value on every rank (a default output path chosen from the clock, say)."""
+        if not self.distributed:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's value, in rank order, on every rank."""
+        if not self.distributed:
+            return [value]
+        values: list[Any] = [None] * self.size
+        dist.all_gather_object(values, value)
+        return values
+
+    def shard(self, items: list) -> list:
+        """This rank's share of independent work: every size-th item, starting at its rank (no padding)."""
+        return items[self.rank:: self.size]
+
+
+@cache
+def world() -> World:
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size == 1:
+        return World()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
+    if rank:
+        log.set_prefix(f"[rank {rank}] ")
+    return World(rank, size, local_rank)

@@ -1,0 +1,104 @@
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from dcond.pipeline import check, flat_results
+
+PIPELINE = """\
+[pipeline]
+name = "tiny"
+
+[[stage]]
+name = "teacher"
+run = "train-teacher"
+data = "{data}"
+image-size = 12
+epochs = 1
+model-opt = ["width=8", "depth=2"]
+
+[[stage]]
+name = "images"
+run = "select"
+ipc = {ipc}
+
+[[stage]]
+name = "student"
+run = "train-student"
+epochs = 2
+model-opt = ["width=8", "depth=2"]
+"""
+
+
+def stages_run(report_dir: Path) -> list[str]:
+    report = json.loads((report_dir / "report.json").read_text())
+    return [s["name"] for row in report["rows"] for s in row["stages"] if not s["cached"]]
+
+
+@pytest.fixture
+def pipeline_file(tiny_folder, tmp_path):
+    def write(ipc: int = 2) -> Path:
+        path = tmp_path / "p.toml"
+        path.write_text(PIPELINE.format(data=tiny_folder, ipc=ipc))
+        return path
+    return write
+
+
+def test_cache_reruns_only_what_changed(cli, pipeline_file, tmp_path):
+    first = cli("run", pipeline_file(), "--cache", tmp_path / "cache")
+    assert first.code == 0, first.stderr
+    report = Path(first.stdout.strip())
+    assert stages_run(report) == ["teacher", "images", "student"]
+    assert "| student top1 |" in (report / "report.md").read_text()
+    assert cli("run", pipeline_file(), "--cache", tmp_path / "cache").code == 0
+    assert stages_run(report) == []
+    assert cli("run", pipeline_file(ipc=3), "--cache", tmp_path / "cache").code == 0
+    assert stages_run(report) == ["images", "student"]
+    baseline = json.loads((report / "report.json").read_text())
+    accuracy = next(k for k in _flat(baseline) if k.endswith("student/tiny:test/top1"))
+    (tmp_path / "good.json").write_text(json.dumps({accuracy: _flat(baseline)[accuracy] + 0.005}))
+    (tmp_path / "bad.json").write_text(json.dumps({accuracy: _flat(baseline)[accuracy] + 0.5}))
+    assert cli("run", pipeline_file(ipc=3), "--cache", tmp_path / "cache", "--check", tmp_path / "good.json").code == 0
+    r = cli("run", pipeline_file(ipc=3), "--cache", tmp_path / "cache", "--check", tmp_path / "bad.json")
+    assert r.code == 1 and accuracy in r.stderr and "fell by more than 0.01" in r.stderr
+
+
+def _flat(report: dict) -> dict:
+    return flat_results(report["rows"])
+
+
+def test_check_names_each_fallen_accuracy_and_ignores_other_metrics():
+    baseline = {"a/s/x:test/top1": 0.80, "b/s/x:test/top1": 0.80, "a/s/x:test/loss": 0.1, "c/s/x:test/top5": 0.9}
+    current = {"a/s/x:test/top1": 0.795, "b/s/x:test/top1": 0.70, "a/s/x:test/loss": 9.0}
+    assert check(current, baseline, 0.01) == ["b/s/x:test/top1 (0.8000 → 0.7000)",
+                                             "c/s/x:test/top5 (missing; baseline 0.9000)"]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace('run = "select"', 'run = "distill"'), r"p.toml:14: stage 'images': unknown stage 'distill'"),
+    (lambda t: t.replace("ipc = 2", "ipcs = 2"), r"p.toml:15: stage 'images': select has no argument 'ipcs'"),
+    (lambda t: t.replace('run = "train-student"', 'run = "train-student"\ninput = "nowhere/labels"'),
+     r"p.toml:20: stage 'student': input nowhere/labels does not exist"),
+    (lambda t: t.replace('run = "train-student"', 'run = "train-student"\ninput = "@labels"'),
+     r"p.toml:20: stage 'student': '@labels' names no earlier stage"),
+    (lambda t: t.replace("ipc = 2", 'ipc = "${ipc}"'), r"p.toml:15: stage 'images': '\$\{ipc\}' is not a \[matrix\]"),
+])
+def test_bad_pipelines_are_refused_before_anything_runs(cli, pipeline_file, tmp_path, edit, message):
+    path = pipeline_file()
+    path.write_text(edit(path.read_text()))
+    r = cli("run", path, "--cache", tmp_path / "cache")
+    assert r.code == 1 and r.stdout == ""
+    assert re.search(message, r.stderr), r.stderr
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("example", sorted((Path(__file__).parent.parent / "examples").glob("*.toml")))
+def test_bundled_example_pipelines_are_valid(example):
+    from typer.main import get_command
+
+    from dcond.cli import app
+    from dcond.pipeline import load_pipeline
+
+    pipe = load_pipeline(example, get_command(app).commands)
+    assert pipe.stages and pipe.rows()
