@@ -33,7 +33,6 @@ FORMS = {  # name: compress-labels flags
     "prune 50% + rank-2 int8": ["--method", "prune+lowrank+quantize", "--keep", "0.5", "--rank", "2", *ZSTD],
     "prune 10% + top-3 int8": ["--method", "prune+topk+quantize", "--keep", "0.1", "--k", "3", *ZSTD],
     "prune 8% int8": ["--method", "prune+quantize", "--keep", "0.08", *ZSTD],
-    "prune 3% int8": ["--method", "prune+quantize", "--keep", "0.03", *ZSTD],
 }
 SETTINGS = {  # per IPC: relabel and student epochs, forms compared, seeds of the key rows. A student costs about
     # 12 minutes at IPC 10 on the shared 2-core machine; IPC 50 is cut to 100 epochs, one form, one seed.
