@@ -39,3 +39,9 @@ def machine() -> str:
     import torch
 
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+# The best soft-label settings found on Fashion-MNIST IPC 10 (docs/benchmarks.md, "Student settings"): EDC's
+# weaker crops for the views and a higher student learning rate.
+RELABEL_FLAGS = ["--crop-scale", "0.5", "1"]
+STUDENT_FLAGS = ["--lr", "0.003"]

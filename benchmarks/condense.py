@@ -8,7 +8,7 @@ Usage: .venv/bin/python benchmarks/condense.py TEACHER [--ipc 10] [--epochs 300]
 
 import argparse
 
-from common import OUT, dcond, machine, metrics
+from common import OUT, RELABEL_FLAGS, STUDENT_FLAGS, dcond, machine, metrics
 
 SOURCES = {
     "select random": ["select", "--method", "random"],
@@ -27,8 +27,8 @@ def main() -> None:
     parser.add_argument("--ipc", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=300, help="relabel and student epochs")
     parser.add_argument("--methods", nargs="*", default=list(SOURCES))
-    parser.add_argument("--relabel", nargs="*", default=["--crop-scale", "0.25", "1"], help="extra relabel flags")
-    parser.add_argument("--student", nargs="*", default=[], help="extra train-student flags")
+    parser.add_argument("--relabel", nargs="*", default=RELABEL_FLAGS, help="extra relabel flags")
+    parser.add_argument("--student", nargs="*", default=STUDENT_FLAGS, help="extra train-student flags")
     parser.add_argument("--time-only", action="store_true")
     args = parser.parse_args()
     log = OUT / "condense.log"

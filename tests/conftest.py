@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from dcond.artifact import ArtifactWriter, open_artifact, save_images
@@ -15,6 +16,16 @@ from dcond.stages.teacher import TeacherConfig, train_teacher
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 TINY_MODEL = ["--model-opt", "width=8", "--model-opt", "depth=2"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The tests' networks and batches are tiny: a second intra-op thread only adds waiting, which on a shared
+    2-core machine made them several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def make_image_folder(root: Path, classes: int = 3, per_class: int = 8, size: int = 12, rgb: bool = False,

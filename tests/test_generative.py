@@ -21,16 +21,6 @@ TINY_GEN = dict(latent_dim=8, width=8, depth=2, gen_batch=6, real_batch=4, check
 OFF = dict(match_weight=0.0, bn_weight=0.0, intra_weight=0.0, inter_weight=0.0, ce_weight=0.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These networks are tiny: a second intra-op thread only adds waiting, which on a shared 2-core machine
-    made the tests several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _train(teacher, out, **overrides):
     return train_generator(teacher, DataOptions(""), GenerativeConfig(**(TINY_GEN | overrides)), out)
 

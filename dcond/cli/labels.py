@@ -13,7 +13,7 @@ from dcond.stages.compress import CompressConfig, compress_labels
 from dcond.stages.import_labels import ImportConfig, import_labels
 from dcond.stages.relabel import RelabelConfig, relabel
 
-R, V, C, I = RelabelConfig, ViewConfig, CompressConfig, ImportConfig
+R, V, C, Imp = RelabelConfig, ViewConfig, CompressConfig, ImportConfig
 Temperature = Annotated[float, typer.Option(help="Recorded for the student's KL loss.")]
 
 
@@ -65,10 +65,10 @@ def import_labels_cmd(
                                               "folder.", show_default=False)],
     input_size: Annotated[int, typer.Option(help="The side of the views the relabel script rendered (its "
                                                  "--input-size).", show_default=False)],
-    data: Annotated[str, typer.Option(help="For an image folder: the dataset its images condense.")] = I.data,
-    fkd_seed: Annotated[int, typer.Option(help="The relabel script's --fkd-seed.")] = I.fkd_seed,
-    temperature: Temperature = I.temperature,
-    dtype: Annotated[str, typer.Option(help="Stored logits: float16, bfloat16 or float32.")] = I.dtype,
+    data: Annotated[str, typer.Option(help="For an image folder: the dataset its images condense.")] = Imp.data,
+    fkd_seed: Annotated[int, typer.Option(help="The relabel script's --fkd-seed.")] = Imp.fkd_seed,
+    temperature: Temperature = Imp.temperature,
+    dtype: Annotated[str, typer.Option(help="Stored logits: float16, bfloat16 or float32.")] = Imp.dtype,
     out: Out = None, force: Force = False, json: Json = False,
 ) -> None:
     """Read a soft-label bank made by the SRe2L / FKD relabel scripts into a dcond labels artifact."""
