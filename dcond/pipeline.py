@@ -194,8 +194,9 @@ class StageRun:
     seconds: float
     peak_rss_mb: float
     bytes: int = 0
-    label_bytes: int = 0
+    label_bytes: int = 0  # of the soft-label bank this stage's artifact holds
     metrics: dict[str, float] = field(default_factory=dict)
+    input: str | None = None  # the artifact it read
 
 
 def run_pipeline(pipe: Pipeline, commands: dict[str, click.Command], cache: Path) -> list[dict[str, Any]]:
@@ -212,6 +213,7 @@ def run_pipeline(pipe: Pipeline, commands: dict[str, click.Command], cache: Path
             source = stage.input if stage.input is not None else (f"@{pipe.stages[i - 1].name}" if i else None)
             input_path = _resolve(_substitute(source, row), outputs) if _takes_input(commands[stage.run]) else None
             runs.append(_run_stage(stage, commands[stage.run], input_path, args, cache))
+            runs[-1].input = input_path
             outputs[stage.name] = Path(runs[-1].path)
         results.append({"matrix": row, "label": label, "stages": [r.__dict__ for r in runs]})
     return results

@@ -23,20 +23,35 @@ def _value(row: dict[str, Any], stage: str, metric: str) -> float | None:
     return next((s["metrics"].get(metric) for s in row["stages"] if s["name"] == stage), None)
 
 
-def _label_bytes(row: dict[str, Any]) -> int:
-    """The soft labels a student of this row learns from: the last stage that holds a bank."""
-    return next((s["label_bytes"] for s in reversed(row["stages"]) if s["label_bytes"]), 0)
+def bank_stages(rows: list[dict[str, Any]]) -> list[str]:
+    """The stages whose artifacts hold a soft-label bank, in stage order."""
+    names: list[str] = []
+    for row in rows:
+        names += [s["name"] for s in row["stages"] if s["label_bytes"] and s["name"] not in names]
+    return names
+
+
+def _bank_bytes(row: dict[str, Any], stage: str) -> int | None:
+    return next((s["label_bytes"] for s in row["stages"] if s["name"] == stage and s["label_bytes"]), None)
+
+
+def _input_bank_bytes(row: dict[str, Any], stage: str) -> int | None:
+    """The bytes of the bank a stage learned from: the bank its input artifact holds, if any."""
+    source = next((s.get("input") for s in row["stages"] if s["name"] == stage), None)
+    return next((s["label_bytes"] for s in row["stages"] if s["path"] == source and s["label_bytes"]), None)
 
 
 def results_table(rows: list[dict[str, Any]]) -> str:
-    columns = accuracy_columns(rows)
+    columns, banks = accuracy_columns(rows), bank_stages(rows)
     matrix = list(rows[0]["matrix"]) if rows else []
-    head = [*matrix, *(f"{stage} {m.split('/')[-1]}" for stage, m in columns), "label bytes", "time (s)"]
+    head = [*matrix, *(f"{stage} {m.split('/')[-1]}" for stage, m in columns), *(f"{b} bytes" for b in banks),
+            "time (s)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [str(row["matrix"][k]) for k in matrix]
         cells += [f"{v:.2%}" if (v := _value(row, *c)) is not None else "" for c in columns]
-        cells += [f"{_label_bytes(row):,}", f"{sum(s['seconds'] for s in row['stages'] if not s['cached']):.0f}"]
+        cells += [f"{v:,}" if (v := _bank_bytes(row, b)) is not None else "" for b in banks]
+        cells.append(f"{sum(s['seconds'] for s in row['stages'] if not s['cached']):.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -75,10 +90,11 @@ def _plots(out: Path, rows: list[dict[str, Any]]) -> list[Path]:
         safe = re.sub(r"[^\w-]", "_", x)
         plots.append(out / f"accuracy-vs-{safe}.png")
         line_plot(plots[-1], series, x, "top-1", f"accuracy against {x}")
-    final = columns[-1]
-    points = [(_label_bytes(r), v) for r in rows if _label_bytes(r) and (v := _value(r, *final)) is not None]
-    if points:
+    by_bank = {f"{stage} {m.split('/')[-1]}": [(b, v) for r in rows if (b := _input_bank_bytes(r, stage))
+                                                 and (v := _value(r, stage, m)) is not None] for stage, m in columns}
+    by_bank = {name: points for name, points in by_bank.items() if points}
+    if by_bank:
         plots.append(out / "accuracy-vs-label-bytes.png")
-        line_plot(plots[-1], {f"{final[0]} top-1": points}, "soft-label bytes (log)", "top-1",
-                  "accuracy against label storage", log_x=True)
+        line_plot(plots[-1], by_bank, "soft-label bank bytes (log)", "top-1", "accuracy against label storage",
+                  log_x=True)
     return plots

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from dcond.pipeline import check, flat_results
+from dcond.report import results_table, write_report
 
 PIPELINE = """\
 [pipeline]
@@ -102,3 +103,28 @@ def test_bundled_example_pipelines_are_valid(example):
 
     pipe = load_pipeline(example, get_command(app).commands)
     assert pipe.stages and pipe.rows()
+
+
+def _stage(name: str, path: str, input: str | None = None, label_bytes: int = 0, top1: float | None = None):
+    return {"name": name, "run": name, "key": "k" * 16, "path": path, "input": input, "cached": False,
+            "seconds": 1.0, "peak_rss_mb": 1.0, "bytes": 1, "label_bytes": label_bytes,
+            "metrics": {} if top1 is None else {"d:test/top1": top1}}
+
+
+def test_report_pairs_each_student_with_the_bank_it_read(tmp_path):
+    rows = [{"matrix": {"ipc": ipc}, "label": f"ipc={ipc}", "stages": [
+        _stage("labels", f"L{ipc}", label_bytes=1000 * ipc),
+        _stage("compressed", f"C{ipc}", input=f"L{ipc}", label_bytes=20 * ipc),
+        _stage("student", f"S{ipc}", input=f"L{ipc}", top1=0.8),
+        _stage("student-compressed", f"T{ipc}", input=f"C{ipc}", top1=0.79),
+        _stage("student-hard", f"H{ipc}", input="images", top1=0.6)]} for ipc in (1, 10)]
+    table = results_table(rows).splitlines()
+    assert table[0] == ("| ipc | student top1 | student-compressed top1 | student-hard top1 | labels bytes | "
+                        "compressed bytes | time (s) |")
+    assert table[3] == "| 10 | 80.00% | 79.00% | 60.00% | 10,000 | 200 | 5 |"
+    write_report(tmp_path, "p", rows, 1.0)
+    assert (tmp_path / "accuracy-vs-label-bytes.png").is_file()
+    hard_only = [{**row, "stages": [s for s in row["stages"] if s["name"] != "student" and "compressed" not in s["name"]]}
+                 for row in rows]
+    write_report(tmp_path / "hard", "p", hard_only, 1.0)  # a bank no student read gives no accuracy-vs-bytes plot
+    assert not (tmp_path / "hard" / "accuracy-vs-label-bytes.png").exists()
