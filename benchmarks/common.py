@@ -26,6 +26,12 @@ def dcond(*args, log: Path | None = None) -> tuple[str, float]:
     return r.stdout.strip(), elapsed
 
 
+def step(out: Path, *args) -> str:
+    """`dcond ARGS --out OUT`, unless OUT holds the artifact of an earlier run: an interrupted benchmark
+    continues where it stopped (delete its output folder to start afresh)."""
+    return str(out) if (Path(out) / "dcond.json").exists() else dcond(*args, "--out", out, "--force")[0]
+
+
 def metrics(path: str) -> dict:
     m = json.loads((Path(path) / "metrics.json").read_text())
     return next(v for k, v in m.items() if k.endswith(":test"))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from common import OUT, dcond, machine, median, metrics
+from common import OUT, dcond, machine, median, metrics, step
 
 ZSTD = ["--zstd-level", "19"]
 FORMS = {  # name: compress-labels flags
@@ -77,11 +77,6 @@ def benchmark(ipc: int, settings: dict, args) -> list[dict]:
 
 def slug(name: str) -> str:
     return re.sub(r"[^\w-]+", "_", name.replace("%", "pc")).strip("_")
-
-
-def step(out: Path, *args) -> str:
-    """`dcond ARGS --out OUT`, unless OUT holds the artifact of an earlier run."""
-    return str(out) if (out / "dcond.json").exists() else dcond(*args, "--out", out, "--force")[0]
 
 
 def describe(name: str, path: str, flags: list[str]) -> dict:
