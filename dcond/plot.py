@@ -57,5 +57,7 @@ def line_plot(path: Path, series: dict[str, list[tuple[float, float]]], x_label:
             draw.line(pixels, fill=colour, width=2)
         for px, py in pixels:
             draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
-        draw.text((WIDTH - MARGIN - 150, MARGIN + 8 + 14 * k), f"— {name}", fill=colour)
+        lx, ly = WIDTH - MARGIN - 150, MARGIN + 8 + 14 * k
+        draw.line([(lx, ly + 6), (lx + 10, ly + 6)], fill=colour, width=2)  # the default font has no dash glyph
+        draw.text((lx + 14, ly), name, fill=colour)
     img.save(path)
