@@ -13,6 +13,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +38,7 @@ ANNOTATIONS = frozenset({CARD, METRICS})  # may change after creation (evaluate 
 KINDS = ("model", "images", "labels", "generator")
 IMAGES_DIR = "images"
 ZSTD_SUFFIX = ".zst"  # a file zstandard-compressed as a whole
+TMP_SUFFIX = ".tmp"  # a file being written (atomic_path); never part of an artifact
 _CHUNK = 1 << 20
 
 
@@ -115,6 +117,12 @@ class Artifact:
     @property
     def metrics(self) -> dict[str, Any]:
         return self.json(METRICS) if METRICS in self.files else {}
+
+
+def plain_tensor(t: torch.Tensor) -> torch.Tensor:
+    """The tensor as safetensors stores it: on the CPU, contiguous (a channels-last weight is not, and
+    safetensors refuses it). Copies only when it has to."""
+    return t.detach().to("cpu").contiguous()
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -320,21 +328,26 @@ class ArtifactWriter:
                      zstd_level: int = 0) -> int:
         """Write a safetensors file, zstandard-compressed as a whole with `zstd_level` > 0 (then `name` must end
         in `.zst`). Returns its uncompressed size, which a reader of a compressed file needs."""
-        tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        tensors = {k: plain_tensor(v) for k, v in tensors.items()}
         if not zstd_level:
-            save_file(tensors, self.path(name), metadata=metadata)
+            with atomic_path(self.path(name)) as tmp:
+                save_file(tensors, tmp, metadata=metadata)
             return self.path(name).stat().st_size
         if not name.endswith(ZSTD_SUFFIX):
             raise ValueError(f"a zstandard-compressed file's name must end in {ZSTD_SUFFIX}: {name}")
         data = safetensors_bytes(tensors, metadata=metadata)
-        self.path(name).write_bytes(zstandard.ZstdCompressor(level=zstd_level).compress(data))
+        with atomic_path(self.path(name)) as tmp:
+            tmp.write_bytes(zstandard.ZstdCompressor(level=zstd_level).compress(data))
         return len(data)
 
     def write_json(self, name: str, obj: Any) -> None:
-        self.path(name).write_text(json.dumps(obj, indent=2) + "\n")
+        with atomic_path(self.path(name)) as tmp:
+            tmp.write_text(json.dumps(obj, indent=2) + "\n")
 
     def _commit(self) -> None:
         shutil.rmtree(self.dir / ".scratch", ignore_errors=True)
+        for stale in self.dir.rglob(f"*{TMP_SUFFIX}"):  # half-written by a process killed in an earlier run
+            stale.unlink()
         if self.metrics:
             self.write_json(METRICS, self.metrics)
         parents = [parent_entry(a, role) for role, a in self._parents]
@@ -377,10 +390,22 @@ def _shareable(root: Path) -> None:
         p.chmod((0o777 if p.is_dir() else 0o666) & ~umask)
 
 
+@contextmanager
+def atomic_path(path: Path):
+    """A temporary name beside `path` to write to; renamed to `path` when the block succeeds, removed when it
+    fails. The name is this process's own, so ranks that write the same file never write into each other's,
+    and a file under its final name is always whole."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def _check_target(out: Path, force: bool) -> None:
@@ -416,8 +441,7 @@ def save_class_images(w: ArtifactWriter, c: int, images: torch.Tensor, start: in
     folder = w.dir / IMAGES_DIR / class_folder(c, spec.classes[c], spec.num_classes)
     folder.mkdir(parents=True, exist_ok=True)
     for i, img in enumerate(images):
-        array = img.permute(1, 2, 0).cpu().numpy()
-        Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(folder / f"{start + i:05d}.png")
+        _save_png(img.cpu(), folder / f"{start + i:05d}.png")
 
 
 def describe_images(w: ArtifactWriter) -> None:
@@ -451,8 +475,14 @@ def save_preview(w: ArtifactWriter, per_class: int = 10, scale: int = 2,
         for i, img in enumerate(images[labels == c][:per_class]):
             big = img.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
             sheet[:, c * side:(c + 1) * side, i * side:(i + 1) * side] = big
-    array = sheet.permute(1, 2, 0).numpy()
-    Image.fromarray(array[..., 0] if spec.channels == 1 else array).save(w.path("preview.png"))
+    _save_png(sheet, w.path("preview.png"))
+
+
+def _save_png(image: torch.Tensor, path: Path) -> None:
+    """A uint8 C×H×W image as a PNG file, written atomically."""
+    array = image.permute(1, 2, 0).numpy()
+    with atomic_path(path) as tmp:
+        Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(tmp, format="PNG")
 
 
 def save_images(w: ArtifactWriter, images: torch.Tensor, labels: torch.Tensor) -> None:

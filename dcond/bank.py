@@ -78,11 +78,8 @@ class DenseBank:
 
 
 def write_epoch(w: ArtifactWriter, epoch: int, views: Views, logits: torch.Tensor, dtype: torch.dtype) -> None:
-    """One epoch of a dense bank, written under a temporary name and renamed, so a file that exists is whole."""
-    path = w.path(epoch_file(epoch))
-    tmp = path.with_name(f".{path.name}.tmp")
-    w.save_tensors(tmp.relative_to(w.dir).as_posix(), views.tensors() | {"logits": logits.to(dtype)})
-    tmp.replace(path)
+    """One epoch of a dense bank (written atomically, so an epoch file that exists is whole)."""
+    w.save_tensors(epoch_file(epoch), views.tensors() | {"logits": logits.to(dtype)})
 
 
 from dcond import compression  # noqa: E402,F401  (registers the compressed encoding)

@@ -1,7 +1,6 @@
 """Training checkpoints (model, optimiser state, progress) as safetensors, for resuming interrupted stages."""
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -9,21 +8,23 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from dcond.artifact import atomic_path, plain_tensor
+from dcond.models import state_tensors
+
 
 def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, progress: dict[str, Any]) -> None:
-    tensors = {f"model.{k}": v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v for k, v in state_tensors(model).items()}
     opt = optimizer.state_dict()
     scalars = {}
     for idx, state in opt["state"].items():
         for name, value in state.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"optim.{idx}.{name}"] = value.detach().cpu().clone()
+                tensors[f"optim.{idx}.{name}"] = plain_tensor(value)  # moments follow the weights' layout
             else:
                 scalars[f"{idx}.{name}"] = value
     meta = {"param_groups": opt["param_groups"], "scalars": scalars, "progress": progress}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, tmp, metadata={"checkpoint": json.dumps(meta)})
-    os.replace(tmp, path)  # a checkpoint is either the old one or the new one, never half of each
+    with atomic_path(path) as tmp:  # a checkpoint is either the old one or the new one, never half of each
+        save_file(tensors, tmp, metadata={"checkpoint": json.dumps(meta)})
 
 
 def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:

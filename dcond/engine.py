@@ -1,6 +1,7 @@
 """What every training stage shares: device choice, mixed precision, optimisers, schedules, evaluation."""
 
 import math
+import os
 from contextlib import nullcontext
 from typing import Any
 
@@ -36,10 +37,19 @@ def autocast(device: torch.device, enabled: bool = True):
     return nullcontext()
 
 
+def memory_format(device: torch.device) -> torch.memory_format:
+    """Channels-last on CUDA, where convolutions run faster in it; DCOND_CHANNELS_LAST=1 asks for it everywhere
+    (the tests run the CUDA layout on the CPU with it), =0 nowhere."""
+    choice = os.environ.get("DCOND_CHANNELS_LAST", "auto")
+    if choice not in ("auto", "0", "1"):
+        raise DcondError(f"DCOND_CHANNELS_LAST must be auto, 0 or 1, not {choice!r}")
+    wanted = device.type == "cuda" if choice == "auto" else choice == "1"
+    return torch.channels_last if wanted else torch.contiguous_format
+
+
 def place(model: nn.Module, device: torch.device) -> nn.Module:
-    """Move to the device; channels-last on CUDA, where convolutions run faster in it."""
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    return model.to(device, memory_format=memory_format)
+    """Move to the device, in the memory format convolutions run fastest in there."""
+    return model.to(device, memory_format=memory_format(device))
 
 
 def ddp(model: nn.Module, device: torch.device) -> nn.Module:

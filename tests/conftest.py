@@ -18,6 +18,17 @@ FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 TINY_MODEL = ["--model-opt", "width=8", "--model-opt", "depth=2"]
 
 
+def pytest_addoption(parser):
+    parser.addoption("--stress", type=int, default=1, metavar="N",
+                     help="repeat each test that looks for races between processes N times (torchrun stages)")
+
+
+@pytest.fixture
+def stress(request) -> int:
+    """How many times a race-hunting test repeats its runs: a race shows up under repetition, not in one run."""
+    return request.config.getoption("--stress")
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
     """The tests' networks and batches are tiny: a second intra-op thread only adds waiting, which on a shared
@@ -29,8 +40,13 @@ def one_thread():
 
 
 def make_image_folder(root: Path, classes: int = 3, per_class: int = 8, size: int = 12, rgb: bool = False,
-                      seed: int = 0) -> Path:
-    """Class c is a bright square at a class-specific place plus noise: learnable by a tiny network."""
+                      seed: int = 0, test_per_class: int = 0) -> Path:
+    """Class c is a bright square at a class-specific place plus noise: learnable by a tiny network. With
+    `test_per_class`, root/train/<class> and root/test/<class> (drawn with another seed), else root/<class>."""
+    if test_per_class:
+        make_image_folder(root / "train", classes, per_class, size, rgb, seed)
+        make_image_folder(root / "test", classes, test_per_class, size, rgb, seed + 1000)
+        return root
     rng = np.random.default_rng(seed)
     for c in range(classes):
         folder = root / f"class_{c}"
@@ -45,7 +61,8 @@ def make_image_folder(root: Path, classes: int = 3, per_class: int = 8, size: in
 
 @pytest.fixture
 def tiny_folder(tmp_path: Path) -> Path:
-    return make_image_folder(tmp_path / "tiny")
+    """24 training images (root/train) and 12 test images (root/test) of 3 classes."""
+    return make_image_folder(tmp_path / "tiny", test_per_class=4)
 
 
 @dataclass
@@ -100,7 +117,7 @@ def images_artifact(tiny_teacher, tiny_folder, tmp_path) -> Path:
 def shared_teacher_images(tmp_path_factory) -> tuple[Path, Path]:
     """A tiny teacher and an images artifact of its folder, made once for the tests that only read them."""
     root = tmp_path_factory.mktemp("shared")
-    folder = make_image_folder(root / "tiny")
+    folder = make_image_folder(root / "tiny", test_per_class=4)
     cfg = TeacherConfig(epochs=2, batch_size=8, model_options={"width": 8, "depth": 2})
     teacher = train_teacher(DataOptions(str(folder), image_size=12), cfg, root / "teacher")
     return teacher, images_artifact_of(folder, teacher, root / "images")

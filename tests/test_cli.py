@@ -25,7 +25,7 @@ def test_train_teacher_prints_only_the_path(tiny_teacher, tmp_path):
     assert art.section["spec"]["options"] == {"width": 8, "depth": 2}
     stats = load_file(tiny_teacher / "bn_stats.safetensors")
     assert stats["count"].tolist() == [8, 8, 8] and stats["1.mean"].shape == (3, 8)
-    assert art.metrics["tiny:test"]["samples"] == 24
+    assert art.metrics["tiny:test"]["samples"] == 12 and art.section["evaluated_on"] == "test"
 
 
 def test_default_out_is_a_new_folder_under_runs(cli, tiny_folder, tmp_path):
@@ -52,7 +52,7 @@ def test_json_output(cli, tiny_teacher):
 
 
 def test_evaluate_records_metrics_and_stays_intact(cli, tiny_teacher, tmp_path):
-    other = make_image_folder(tmp_path / "other", seed=1)
+    other = make_image_folder(tmp_path / "other", seed=1, test_per_class=2)
     assert cli("evaluate", tiny_teacher, "--data", other).code == 0
     art = open_artifact(tiny_teacher)
     assert {"tiny:test", "other:test"} <= set(art.metrics) and verify(tiny_teacher).intact

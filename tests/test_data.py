@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import make_image_folder
-from dcond.data import DataOptions, load_split, open_source, to_input, to_uint8
+from dcond.data import DataOptions, check_same_split, load_eval_split, load_split, open_source, to_input, to_uint8
 from dcond.data.augment import random_crop_flip
 from dcond.data.images import balanced_subset
 from dcond.errors import DcondError
@@ -58,7 +58,7 @@ def test_unknown_dataset(tmp_path):
 
 @pytest.mark.parametrize("rgb, channels", [(False, 1), (True, 3)])
 def test_image_folder_channels_size_and_order(tmp_path, rgb, channels):
-    root = make_image_folder(tmp_path / "f", classes=3, per_class=4, size=20, rgb=rgb)
+    root = make_image_folder(tmp_path / "f", classes=3, per_class=4, size=20, rgb=rgb, test_per_class=1)
     spec, data = load_split(DataOptions(str(root), image_size=16), "train")
     assert spec.channels == channels and spec.classes == ("class_0", "class_1", "class_2")
     images, labels = data.__getitems__(range(len(data)))
@@ -66,11 +66,35 @@ def test_image_folder_channels_size_and_order(tmp_path, rgb, channels):
     assert labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
 
 
-def test_image_folder_with_train_and_test_splits(tmp_path):
+def test_image_folder_with_train_and_val_splits(tmp_path):
     make_image_folder(tmp_path / "d" / "train", per_class=4)
     make_image_folder(tmp_path / "d" / "val", per_class=2)
     source = open_source(DataOptions(str(tmp_path / "d"), image_size=12))
-    assert len(source.split("train")) == 12 and len(source.split("test")) == 6
+    assert source.eval_split == "val" and len(source.split("train")) == 12 and len(source.split("val")) == 6
+    assert "holdout" not in source.spec.source
+
+
+@pytest.mark.parametrize("layout", ["flat", "train-only"])
+def test_a_folder_without_test_split_holds_out_a_recorded_balanced_share(tmp_path, layout):
+    root = make_image_folder(tmp_path / "d" / ("train" if layout == "train-only" else ""), per_class=10)
+    source = open_source(DataOptions(str(tmp_path / "d"), image_size=12, holdout=0.2))
+    train, held = source.split("train"), source.split(source.eval_split)
+    assert source.eval_split == "holdout" and torch.bincount(held.labels).tolist() == [2, 2, 2]
+    assert len(train) == 24 and not set(train.paths) & set(held.paths)
+    record = source.spec.source["holdout"]
+    assert record["fraction"] == 0.2 and record["count"] == 6
+    again = open_source(DataOptions(str(tmp_path / "d"), image_size=12, holdout=0.2))
+    assert again.split("holdout").paths == held.paths and again.spec == source.spec
+    (root / "class_0" / "extra.png").write_bytes((root / "class_0" / "0.png").read_bytes())
+    changed = open_source(DataOptions(str(tmp_path / "d"), image_size=12, holdout=0.2))
+    with pytest.raises(DcondError, match="folder changed"):
+        check_same_split(source.spec, changed.spec)
+
+
+def test_no_test_split_and_no_holdout_is_refused(tmp_path):
+    root = make_image_folder(tmp_path / "d")
+    with pytest.raises(DcondError, match="nothing to measure a model on that it was not trained on"):
+        load_eval_split(DataOptions(str(root), image_size=12, holdout=0))
 
 
 def test_malformed_image_folders(tmp_path):

@@ -1,5 +1,9 @@
-"""Every stage under PyTorch's own launcher: `torchrun --nproc-per-node 2 -m dcond …` on CPU with gloo."""
+"""Every stage under PyTorch's own launcher: `torchrun --nproc-per-node 2 -m dcond …` on CPU with gloo.
 
+Ranks share one output folder, so a stage whose ranks both write a file races; such races show up under
+repetition: `pytest --stress 20 tests/test_distributed.py` runs every two-rank stage 20 times."""
+
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -7,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY_MODEL
-from dcond.artifact import open_artifact, verify
+from dcond.artifact import CARD, open_artifact, verify
+from dcond.stages.relabel import RelabelConfig, relabel
+from test_import_labels import write_sre2l_bank
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -17,48 +23,88 @@ def run(*args, ranks: int = 2, script: str | None = None, cwd: Path) -> subproce
     target = [script] if script else ["-m", "dcond"]
     launcher = [str(BIN / "torchrun"), "--standalone", f"--nproc-per-node={ranks}"] if ranks > 1 else \
         [sys.executable]
+    # one intra-op thread, as torchrun gives each rank: sums split over other thread counts round differently
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
     return subprocess.run([*launcher, *target, *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
+                          timeout=300, env=env)
 
 
 def content(path: Path) -> dict:
-    """The files and checksums that make up an artifact's content (the card records the command line)."""
+    """What an artifact holds: its content files with their checksums, dataset and kind section (the card and
+    the manifest's provenance record the command line, which differs between launchers)."""
     art = open_artifact(path)
-    return {"digest": art.digest, "files": {k: v for k, v in art.files.items() if k != "README.md"}}
+    return {"files": {k: v for k, v in art.files.items() if k != CARD}, "dataset": art.manifest["dataset"],
+            "section": art.section}
 
 
-@pytest.mark.parametrize("stage", [
-    ["select", "--method", "herding", "--ipc", 2],
-    ["synthesize", "--method", "classwise", "--ipc", 2, "--iterations", 3],
-    ["synthesize", "--method", "sre2l", "--ipc", 3, "--iterations", 3, "--per-unit", 1],
-])
-def test_two_ranks_make_the_same_artifact_as_one(stage, tiny_teacher, tmp_path):
-    one = run(*stage, tiny_teacher, "--out", tmp_path / "one", ranks=1, cwd=tmp_path)
-    two = run(*stage, tiny_teacher, "--out", tmp_path / "two", cwd=tmp_path)
-    assert one.returncode == 0 and two.returncode == 0, two.stderr
-    assert two.stdout.strip() == str(tmp_path / "two")  # one line: rank 0 reports
-    assert content(tmp_path / "one") == content(tmp_path / "two") and verify(tmp_path / "two").intact
+def labels_of(images: Path, teacher: Path, out: Path) -> Path:
+    return relabel(images, [teacher], RelabelConfig(epochs=3, batch_size=8), out)
 
 
-def test_two_ranks_relabel_the_same_bank(tiny_teacher, tiny_folder, tmp_path):
-    args = ["relabel", tiny_folder, "--teacher", tiny_teacher, "--epochs", 3, "--batch-size", 8]
-    assert run(*args, "--out", tmp_path / "one", ranks=1, cwd=tmp_path).returncode == 0
-    two = run(*args, "--out", tmp_path / "two", cwd=tmp_path)
-    assert two.returncode == 0, two.stderr
-    assert content(tmp_path / "one") == content(tmp_path / "two")
+def sre2l_folder(images: Path, teacher: Path, out: Path) -> Path:
+    from dcond.data import load_all, to_input
+    from dcond.data.folder import ArtifactImages
+    from dcond.models import load_model
+
+    data = load_all(ArtifactImages(images).split("train"))
+    write_sre2l_bank(out, to_input(data.images, open_artifact(images).dataset),
+                     load_model(open_artifact(teacher)).eval())
+    return out
 
 
-def test_two_ranks_train_one_student_and_one_teacher(tiny_teacher, tiny_folder, tmp_path):
-    labels = run("relabel", tiny_folder, "--teacher", tiny_teacher, "--epochs", 2, "--batch-size", 8,
-                 "--out", tmp_path / "labels", ranks=1, cwd=tmp_path)
-    assert labels.returncode == 0, labels.stderr
-    student = run("train-student", tmp_path / "labels", *TINY_MODEL, "--epochs", 2, "--out", tmp_path / "s",
-                  cwd=tmp_path)
-    assert student.returncode == 0, student.stderr
-    assert student.stdout.strip() == str(tmp_path / "s") and open_artifact(tmp_path / "s").kind == "model"
-    teacher = run("train-teacher", "--data", tiny_folder, "--image-size", 12, "--epochs", 1, "--batch-size", 4,
-                  *TINY_MODEL, "--out", tmp_path / "t", cwd=tmp_path)
-    assert teacher.returncode == 0 and verify(tmp_path / "t").intact, teacher.stderr
+# each stage's command line without its input; TEACHER and IMAGES stand for the shared tiny artifacts
+STAGES = {
+    "select": ["select", "--method", "herding", "--ipc", 2],
+    "synthesize-classwise": ["synthesize", "--method", "classwise", "--ipc", 2, "--iterations", 3],
+    "synthesize-units": ["synthesize", "--method", "sre2l", "--ipc", 3, "--iterations", 3, "--per-unit", 1],
+    "synthesize-generative": ["synthesize", "--method", "generative", "--iterations", 4, "--checkpoint-every", 2,
+                              "--gen-width", 8, "--latent-dim", 8, "--gen-batch", 4, "--real-batch", 2],
+    "relabel": ["relabel", "--teacher", "TEACHER", "--epochs", 3, "--batch-size", 8],
+    "relabel-folder": ["relabel", "--teacher", "TEACHER", "--epochs", 2, "--batch-size", 8],
+    "compress-labels": ["compress-labels", "--method", "prune+topk", "--keep", 0.5],
+    "import-labels": ["import-labels", "--images", "IMAGES", "--input-size", 12],
+}
+
+
+def stage_input(stage: str, teacher: Path, images: Path, tmp_path: Path) -> Path:
+    if stage == "relabel":
+        return images
+    if stage == "relabel-folder":
+        return teacher.parent / "tiny" / "train"
+    if stage == "compress-labels":
+        return labels_of(images, teacher, tmp_path / "labels")
+    if stage == "import-labels":
+        return sre2l_folder(images, teacher, tmp_path / "fkd")
+    return teacher
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_two_ranks_make_the_same_artifact_as_one_every_time(stage, shared_teacher_images, stress, tmp_path):
+    teacher, images = shared_teacher_images
+    named = {"TEACHER": teacher, "IMAGES": images}
+    command, *options = STAGES[stage]
+    args = [command, stage_input(stage, teacher, images, tmp_path), *(named.get(a, a) for a in options)]
+    one = run(*args, "--out", tmp_path / "one", ranks=1, cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    for i in range(stress):
+        two = run(*args, "--out", tmp_path / f"two{i}", cwd=tmp_path)
+        assert two.returncode == 0, f"run {i + 1} of {stress}: {two.stderr}"
+        assert two.stdout.strip() == str(tmp_path / f"two{i}")  # one line: rank 0 reports
+        assert content(tmp_path / f"two{i}") == content(tmp_path / "one") and verify(tmp_path / f"two{i}").intact
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_two_ranks_train_one_student_and_one_teacher(shared_teacher_images, stress, tmp_path):
+    teacher, images = shared_teacher_images
+    labels = labels_of(images, teacher, tmp_path / "labels")
+    for i in range(stress):
+        student = run("train-student", labels, *TINY_MODEL, "--epochs", 2, "--out", tmp_path / f"s{i}",
+                      cwd=tmp_path)
+        assert student.returncode == 0, student.stderr
+        assert student.stdout.strip() == str(tmp_path / f"s{i}") and verify(tmp_path / f"s{i}").intact
+        trained = run("train-teacher", "--data", teacher.parent / "tiny", "--image-size", 12, "--epochs", 1,
+                      "--batch-size", 4, *TINY_MODEL, "--out", tmp_path / f"t{i}", cwd=tmp_path)
+        assert trained.returncode == 0 and verify(tmp_path / f"t{i}").intact, trained.stderr
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 

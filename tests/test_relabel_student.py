@@ -103,7 +103,7 @@ def test_student_trains_from_each_label_source(mode, bank, images_artifact, tiny
     teachers = [tiny_teacher] if mode == "online-teacher" else []
     out = train_student(source, StudentConfig(model_options=TINY, epochs=3, teachers=teachers), tmp_path / "s")
     art = open_artifact(out, kinds=("model",))
-    assert art.section["labels"] == mode and art.metrics["tiny:test"]["samples"] == 24
+    assert art.section["labels"] == mode and art.metrics["tiny:test"]["samples"] == 12
     assert {p["role"] for p in art.parents} == {"labels" if mode != "hard" else "images"} | \
         ({"teacher"} if teachers else set())
 
@@ -134,7 +134,7 @@ def test_no_teacher_is_a_clear_error(images_artifact, tmp_path):
 
 
 def test_relabel_an_image_folder_of_someone_elses_images(tiny_folder, tiny_teacher, tmp_path):
-    out = relabel(tiny_folder, [tiny_teacher], RelabelConfig(epochs=1), tmp_path / "l")
+    out = relabel(tiny_folder / "train", [tiny_teacher], RelabelConfig(epochs=1), tmp_path / "l")
     art = open_artifact(out)
     assert art.section["count"] == 24 and not art.parents[0]["role"] == "images"
 

@@ -3,8 +3,11 @@ import torch
 from safetensors.torch import load_file
 
 import dcond.stages.teacher as teacher
+from conftest import make_image_folder
+from dcond.artifact import open_artifact
 from dcond.bnstats import class_bn_statistics
 from dcond.data import DataOptions, load_all, load_split, to_input
+from dcond.data.sources import load_for_teacher
 from dcond.models import ModelSpec, create_model
 from dcond.stages.teacher import TeacherConfig, train_teacher
 
@@ -63,3 +66,18 @@ def test_import_outside_weights_with_zero_epochs(tiny_folder, tmp_path):
                         TeacherConfig(model_options=TINY, epochs=0, weights=tmp_path / "w.pth"), tmp_path / "t")
     stored = load_file(out / "model.safetensors")
     assert torch.equal(stored["0.weight"], net.state_dict()["0.weight"])
+
+
+def test_a_folder_without_test_split_is_measured_on_held_out_images_only(tmp_path):
+    """`--data root/train` once reported training accuracy as "test": now a recorded held-out share is
+    measured, named as such, and no later stage trains on it."""
+    folder = make_image_folder(tmp_path / "flat", per_class=10)
+    out = train_teacher(DataOptions(str(folder), image_size=12), TeacherConfig(model_options=TINY, epochs=1),
+                        tmp_path / "t")
+    art = open_artifact(out)
+    held = art.json("holdout.json")
+    assert set(art.metrics) == {"flat:holdout"} and art.metrics["flat:holdout"]["samples"] == len(held) == 3
+    assert art.section["evaluated_on"] == "holdout" and art.section["train_images"] == 27
+    assert load_file(out / "bn_stats.safetensors")["count"].tolist() == [9, 9, 9]
+    _, _, train = load_for_teacher(DataOptions(""), art.dataset)  # what select and synthesize draw from
+    assert not {p.relative_to(folder).as_posix() for p in train.paths} & set(held)

@@ -13,6 +13,7 @@ import typer
 
 from dcond.artifact import open_artifact
 from dcond.data import DataOptions
+from dcond.data.sources import DEFAULT_HOLDOUT
 from dcond.data.augment import ViewConfig
 from dcond.distributed import world
 from dcond.errors import DcondError
@@ -45,8 +46,9 @@ InputArtifact = Annotated[Optional[str], typer.Argument(help="Input artifact fol
 
 
 def data_options(data: str, data_root: Optional[Path], download: bool, image_size: int,
-                 subset: Optional[int]) -> DataOptions:
-    return DataOptions(data=data, root=data_root, download=download, image_size=image_size, subset=subset)
+                 subset: Optional[int], holdout: float = DEFAULT_HOLDOUT) -> DataOptions:
+    return DataOptions(data=data, root=data_root, download=download, image_size=image_size, subset=subset,
+                       holdout=holdout)
 
 
 def view_config(crop_scale: tuple[float, float], flip: float, mix: str, mix_prob: float,

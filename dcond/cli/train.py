@@ -9,6 +9,7 @@ from dcond.cli.common import (CropScale, Data, DataRoot, Device, Download, Flip,
                               Mix, MixAlpha, MixProb, ModelName, ModelOpts, Out, Seed, Subset, Teachers, data_options,
                               emit, input_path, view_config)
 from dcond.data.augment import ViewConfig
+from dcond.data.sources import DEFAULT_HOLDOUT
 from dcond.models import parse_options
 from dcond.stages.student import StudentConfig, train_student
 from dcond.stages.teacher import TeacherConfig, train_teacher
@@ -19,6 +20,9 @@ T, S, V = TeacherConfig, StudentConfig, ViewConfig
 def train_teacher_cmd(
     data: Data = "fashion-mnist", data_root: DataRoot = None, download: Download = False,
     image_size: ImageSize = 32, subset: Subset = None,
+    holdout: Annotated[float, typer.Option(help="Share of each class of an ImageFolder without test/ or val/ "
+                                                "held out to measure on (0: none, and then nothing to measure "
+                                                "on; later stages keep the teacher's).")] = DEFAULT_HOLDOUT,
     model: ModelName = T.model,
     model_opt: ModelOpts = None,
     epochs: int = T.epochs, batch_size: int = T.batch_size, lr: float = T.lr,
@@ -34,12 +38,13 @@ def train_teacher_cmd(
     workers: Annotated[int, typer.Option(help="Data-loading processes.")] = T.workers,
     seed: Seed = T.seed, device: Device = T.device, out: Out = None, force: Force = False, json: Json = False,
 ) -> None:
-    """Train a teacher network on real data; stores weights, test accuracy and per-class BN statistics."""
+    """Train a teacher network on real data; stores weights, accuracy on the test (or held-out) split and
+    per-class BN statistics."""
     cfg = TeacherConfig(model=model, model_options=parse_options(model_opt or []), epochs=epochs,
                         batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
                         schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
                         crop_pad=crop_pad, seed=seed, device=device, amp=amp, weights=weights, workers=workers)
-    path = train_teacher(data_options(data, data_root, download, image_size, subset), cfg, out, force)
+    path = train_teacher(data_options(data, data_root, download, image_size, subset, holdout), cfg, out, force)
     emit(path, json)
 
 

@@ -30,6 +30,7 @@ class IdxSource:
 
     spec: DatasetSpec
     folder: Path
+    eval_split = "test"
 
     def split(self, name: str) -> ImageDataset:
         images_file, labels_file = (self._file(f) for f in _IDX_FILES[name])
@@ -76,6 +77,7 @@ class CifarSource:
     spec: DatasetSpec
     opts: DataOptions
     tv_name: str
+    eval_split = "test"
 
     def split(self, name: str) -> ImageDataset:
         ds = _open_cifar(self.tv_name, self.opts, train=name == "train")

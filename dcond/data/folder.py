@@ -1,7 +1,7 @@
 """Folders of image files: an ImageFolder (`root/<class>/<image>`) and the images inside a dcond artifact."""
 
+import hashlib
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import torch
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 _STATS_SAMPLE = 512  # images decoded to estimate mean and std
+HOLDOUT_SEED = 0
 
 
 def _scan(folder: Path) -> tuple[list[str], list[Path], list[int]]:
@@ -34,31 +35,70 @@ def _scan(folder: Path) -> tuple[list[str], list[Path], list[int]]:
 
 
 class ImageFolder:
-    """A directory of class folders, or one with train/ and test/ (or val/) folders of class folders."""
+    """A directory of class folders, or one with train/ and test/ (or val/) folders of class folders.
 
-    def __init__(self, root: Path, image_size: int):
+    Without a test/ or val/ folder, a class-balanced share of the training images (`holdout`, drawn with a
+    fixed seed) is held out as the split to evaluate on: no metric is ever computed on images a model was
+    trained on. The spec records the share and a digest of the held-out file names, so every later stage
+    holds out the same files (and notices when the folder changed)."""
+
+    def __init__(self, root: Path, image_size: int, holdout: float):
         self.root, self.image_size = root.resolve(), image_size
-        self.folders = {"train": self.root, "test": self.root}
-        if (self.root / "train").is_dir():
-            test = next((self.root / d for d in ("test", "val") if (self.root / d).is_dir()), None)
-            self.folders = {"train": self.root / "train", "test": test}
-        classes, paths, labels = _scan(self.folders["train"])
+        train_dir = self.root / "train" if (self.root / "train").is_dir() else self.root
+        self.eval_dir = next((self.root / d for d in ("test", "val") if (self.root / d).is_dir()), None) \
+            if train_dir != self.root else None
+        classes, paths, labels = _scan(train_dir)
+        held = set() if self.eval_dir else _held_out(labels, len(classes), holdout)
+        self.eval_split = self.eval_dir.name if self.eval_dir else "holdout" if held else None
+        self.train = [(p, c) for i, (p, c) in enumerate(zip(paths, labels)) if i not in held]
+        self.held = [(paths[i], labels[i]) for i in sorted(held)]
         channels = 1 if all(_mode(paths[labels.index(c)]) in _GRAY_MODES for c in range(len(classes))) else 3
-        sample = [decode_image(p, channels, image_size) for p in paths[:: max(1, len(paths) // _STATS_SAMPLE)]]
+        picks = self.train[:: max(1, len(self.train) // _STATS_SAMPLE)]
+        sample = [decode_image(p, channels, image_size) for p, _ in picks]
         pixels = torch.stack(sample).float().div(255).transpose(0, 1).flatten(1)
+        source = {"type": "imagefolder", "path": str(self.root)}
+        if held:
+            names = "\n".join(p.relative_to(train_dir).as_posix() for p, _ in self.held)
+            source["holdout"] = {"fraction": holdout, "seed": HOLDOUT_SEED, "count": len(self.held),
+                                 "sha256": hashlib.sha256(names.encode()).hexdigest()}
         self.spec = DatasetSpec(self.root.name, tuple(classes), channels, image_size,
-                                tuple(pixels.mean(1).tolist()), tuple(pixels.std(1).clamp_min(1e-3).tolist()),
-                                {"type": "imagefolder", "path": str(self.root)})
+                                tuple(pixels.mean(1).tolist()), tuple(pixels.std(1).clamp_min(1e-3).tolist()), source)
 
     def split(self, name: str) -> ImageDataset:
-        folder = self.folders[name]
-        if folder is None:
-            raise DcondError(f"{self.root} has a train/ folder but no test/ or val/ folder")
-        classes, paths, labels = _scan(folder)
-        if tuple(classes) != self.spec.classes:
-            raise DcondError(f"{folder} has classes {classes}, but {self.folders['train']} has "
-                             f"{list(self.spec.classes)}")
-        return FileImages(paths, torch.tensor(labels), self.spec.channels, self.image_size)
+        if name == "train":
+            return _files(self.train, self.spec.channels, self.image_size)
+        if name == "holdout" and self.eval_split == "holdout":
+            return _files(self.held, self.spec.channels, self.image_size)
+        if self.eval_dir is not None and name == self.eval_dir.name:
+            classes, paths, labels = _scan(self.eval_dir)
+            if tuple(classes) != self.spec.classes:
+                raise DcondError(f"{self.eval_dir} has classes {classes}, but the training folder has "
+                                 f"{list(self.spec.classes)}")
+            return _files(list(zip(paths, labels)), self.spec.channels, self.image_size)
+        raise DcondError(f"{self.root} has no '{name}' split (it has: {', '.join(self.splits)})")
+
+    @property
+    def splits(self) -> list[str]:
+        return ["train"] + ([self.eval_split] if self.eval_split else [])
+
+
+def _held_out(labels: list[int], num_classes: int, fraction: float) -> set[int]:
+    """Indices of a class-balanced random `fraction` of the images (at least one per class when the fraction
+    is not 0, and never a class's last image)."""
+    if fraction == 0:
+        return set()
+    labels_t = torch.tensor(labels)
+    held = set()
+    for c in range(num_classes):
+        members = (labels_t == c).nonzero().flatten()
+        n = min(len(members) - 1, max(1, round(fraction * len(members))))
+        order = torch.randperm(len(members), generator=torch.Generator().manual_seed(HOLDOUT_SEED + c))
+        held |= set(members[order[:n]].tolist())
+    return held
+
+
+def _files(items: list[tuple[Path, int]], channels: int, size: int) -> FileImages:
+    return FileImages([p for p, _ in items], torch.tensor([c for _, c in items], dtype=torch.long), channels, size)
 
 
 def _mode(path: Path) -> str:
@@ -78,6 +118,7 @@ class ArtifactImages:
         self.artifact = open_artifact(path, kinds=("images", "labels"))
         self.spec = self.artifact.dataset
         self.paths, self.labels = image_files(self.artifact)
+        self.eval_split = None
 
     def split(self, name: str) -> ImageDataset:
         if name != "train":

@@ -10,7 +10,7 @@ from dcond.data.spec import DatasetSpec
 from dcond.errors import DcondError
 from dcond.registry import Registry
 
-SPLITS = ("train", "test")
+DEFAULT_HOLDOUT = 0.1
 
 
 @dataclass
@@ -20,10 +20,13 @@ class DataOptions:
     download: bool = False
     image_size: int = 32  # ImageFolder images are centre-cropped and resized to this
     subset: int | None = None  # a class-balanced subset of this many images, for quick runs
+    holdout: float = DEFAULT_HOLDOUT  # share of each class held out to evaluate on when there is no test split
 
     def __post_init__(self) -> None:
         if self.subset is not None and self.subset < 1:
             raise DcondError("--subset must be a positive number of images")
+        if not 0 <= self.holdout < 1:
+            raise DcondError("--holdout must lie in [0, 1)")
         if self.image_size < 8:
             raise DcondError("--image-size must be at least 8")
 
@@ -34,6 +37,7 @@ class DataOptions:
 
 class Source(Protocol):
     spec: DatasetSpec
+    eval_split: str | None  # the split models are measured on ("test", "val", "holdout"); None: there is none
 
     def split(self, name: str) -> ImageDataset: ...
 
@@ -48,7 +52,8 @@ def open_source(opts: DataOptions) -> Source:
     if path.is_dir():
         from dcond.data.folder import ArtifactImages, ImageFolder
 
-        return ArtifactImages(path) if (path / "dcond.json").exists() else ImageFolder(path, opts.image_size)
+        return ArtifactImages(path) if (path / "dcond.json").exists() else \
+            ImageFolder(path, opts.image_size, opts.holdout)
     raise DcondError(f"unknown dataset '{opts.data}': neither a registered name "
                      f"({', '.join(DATASETS.names())}) nor a directory")
 
@@ -62,6 +67,18 @@ def load_split(opts: DataOptions, split: str, source: Source | None = None) -> t
     return source.spec, dataset
 
 
+def load_eval_split(opts: DataOptions, source: Source | None = None) -> tuple[DatasetSpec, str, ImageDataset]:
+    """The split a model is measured on, with its name: a test split, a val folder, or images held out of the
+    training folder; never images the model was trained on."""
+    source = source or open_source(opts)
+    if source.eval_split is None:
+        raise DcondError(f"'{opts.data}' has no test split and --holdout 0 holds nothing out: there is nothing to "
+                         "measure a model on that it was not trained on; pass --holdout F (e.g. 0.1), or give a "
+                         "folder with train/ and test/ (or val/)")
+    spec, dataset = load_split(opts, source.eval_split, source)
+    return spec, source.eval_split, dataset
+
+
 def recorded_data(spec: DatasetSpec) -> str:
     """The `--data` value that reopens the dataset a spec was made from."""
     src = spec.source
@@ -71,13 +88,32 @@ def recorded_data(spec: DatasetSpec) -> str:
     return data
 
 
+def recorded_options(opts: DataOptions, spec: DatasetSpec) -> DataOptions:
+    """`opts` made to reopen the data of `spec` as it was split: its dataset when `opts.data` is empty, at the
+    spec's image size, holding out the share the spec records (a teacher's held-out images must stay unseen
+    by every later stage)."""
+    holdout = spec.source.get("holdout", {}).get("fraction", opts.holdout)
+    return replace(opts, data=opts.data or recorded_data(spec), image_size=spec.image_size, holdout=holdout)
+
+
+def check_same_split(recorded: DatasetSpec, now: DatasetSpec) -> None:
+    """Refuse data whose held-out images are not those the artifact recorded (the folder changed since)."""
+    was, is_ = recorded.source.get("holdout"), now.source.get("holdout")
+    if was and is_ and recorded.source.get("path") == now.source.get("path") and was["sha256"] != is_["sha256"]:
+        raise DcondError(f"the images held out of {now.source['path']} are not those recorded when the artifact "
+                         f"was made ({was['count']} files then, {is_['count']} now): the folder changed, so the "
+                         "held-out split may hold images a model was trained on")
+
+
 def load_for_teacher(opts: DataOptions, spec: DatasetSpec) -> tuple[DataOptions, DatasetSpec, ImageDataset]:
     """The real training data a teacher of `spec` looks at: `opts.data`, else the dataset `spec` records, at the
-    spec's image size. Returns the resolved options, the data's spec and its train split."""
-    opts = replace(opts, data=opts.data or recorded_data(spec), image_size=spec.image_size)
+    spec's image size and without its held-out images. Returns the resolved options, the data's spec and its
+    train split."""
+    opts = recorded_options(opts, spec)
     real_spec, train = load_split(opts, "train")
     if real_spec.num_classes != spec.num_classes or real_spec.channels != spec.channels:
         raise DcondError(f"dataset '{real_spec.name}' has {real_spec.num_classes} classes of {real_spec.channels}-"
                          f"channel images; the teacher knows {spec.num_classes} classes of {spec.channels}-channel "
                          "ones")
+    check_same_split(spec, real_spec)
     return opts, real_spec, train

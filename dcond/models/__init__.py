@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dcond.artifact import Artifact, open_artifact, read_tensors
+from dcond.artifact import Artifact, open_artifact, plain_tensor, read_tensors
 from dcond.errors import DcondError
 from dcond.models import convnet, resnet  # noqa: F401  (register the built-in models)
 from dcond.models.registry import MODELS, ModelSpec, create_model, parse_options
@@ -29,8 +29,8 @@ def classifier(model: nn.Module) -> nn.Linear:
 
 
 def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict as independent CPU tensors (safetensors refuses tensors that share memory)."""
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    """The state dict as independent, contiguous CPU tensors, whatever the model's memory format."""
+    return {k: plain_tensor(v).clone() for k, v in model.state_dict().items()}  # tied weights share memory
 
 
 def _apply_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

@@ -12,11 +12,12 @@ from typing import Any
 
 import torch.nn.functional as F
 
-from dcond.artifact import ArtifactWriter, open_artifact
+from dcond.artifact import Artifact, ArtifactWriter, open_artifact
 from dcond.bank import BANK_DIR, DenseBank, open_bank
 from dcond.compression import CODINGS, METHODS, Work, batches_per_epoch, layout, parse_chain
 from dcond.compression.quantize import DTYPES, dequantize
 from dcond.compression.topk import FILLS
+from dcond.distributed import world
 from dcond.errors import DcondError
 from dcond.log import info, progress
 from dcond.stages.relabel import link_images
@@ -69,16 +70,21 @@ def compress_labels(labels: Path, cfg: CompressConfig, out: Path | None = None, 
     section = _section(bank.info, cfg, work.coding, chain, from_seed)
     with ArtifactWriter(out, "labels", art.dataset, stage="compress-labels", config={"labels": str(labels),
                         **asdict(cfg)}, parents=[("labels", art)], force=force) as w:
-        link_images(w, art)
-        section["files"] = layout.write(w, work, section["epochs"] is None, from_seed, cfg.zstd_level)
-        original = sum(e["size"] for name, e in art.files.items() if name.startswith(f"{BANK_DIR}/"))
-        stored = sum(w.path(f["name"]).stat().st_size for f in section["files"].values())
-        section |= {"original_bytes": original, "bytes": stored, "ratio": original / stored,
-                    "kl": mean_kl(work, section)}
-        w.section["bank"] = section
-        w.card |= _card(bank.info, section, cfg.method)
-    info(f"{original:,} → {stored:,} bytes ({section['ratio']:.1f}×), mean KL {section['kl']:.4g}")
+        if world().is_main:  # the work of one process; under torchrun the other ranks wait for it
+            _write(w, art, work, section, cfg)
     return w.out
+
+
+def _write(w: ArtifactWriter, art: Artifact, work: Work, section: dict[str, Any], cfg: CompressConfig) -> None:
+    link_images(w, art)
+    section["files"] = layout.write(w, work, section["epochs"] is None, section["views_from_seed"], cfg.zstd_level)
+    original = sum(e["size"] for name, e in art.files.items() if name.startswith(f"{BANK_DIR}/"))
+    stored = sum(w.path(f["name"]).stat().st_size for f in section["files"].values())
+    section |= {"original_bytes": original, "bytes": stored, "ratio": original / stored,
+                "kl": mean_kl(work, section)}
+    w.section["bank"] = section
+    w.card |= _card(art.section["bank"], section, cfg.method)
+    info(f"{original:,} → {stored:,} bytes ({section['ratio']:.1f}×), mean KL {section['kl']:.4g}")
 
 
 def _section(src: dict[str, Any], cfg: CompressConfig, coding: str, chain: list[dict[str, Any]],

@@ -18,6 +18,7 @@ from dcond.checkpoint import load_checkpoint, save_checkpoint
 from dcond.data import DataOptions, ImageDataset, load_all, to_input
 from dcond.data.images import class_indices
 from dcond.data.sources import load_for_teacher
+from dcond.distributed import world
 from dcond.engine import lr_factor, place, resolve_device, set_lr
 from dcond.errors import DcondError
 from dcond.generative import (LOSS_TERMS, WEIGHTS_FILE, Generator, GeneratorSpec, generator_losses, sample)
@@ -92,6 +93,8 @@ def train_generator(teacher: Path, data: DataOptions, cfg: GenerativeConfig, out
     with ArtifactWriter(out, "generator", spec, stage="synthesize", config=config, parents=[("teacher", teacher_art)],
                         force=force, resume_key=config_key(config)) as w:
         history = _fit(generator, observer, train, members, cfg, device, w.scratch / CHECKPOINT)
+        if not world().is_main:  # every rank trains the same generator; rank 0 writes it
+            return w.out
         stored = {k: v.to(WEIGHT_DTYPES[cfg.weights_dtype]) for k, v in state_tensors(generator).items()}
         w.save_tensors(WEIGHTS_FILE, stored)
         generator.load_state_dict({k: v.float() for k, v in stored.items()})  # preview what the artifact holds
@@ -141,7 +144,8 @@ def _fit(generator: Generator, observer: Observer, train: ImageDataset, members:
                 steps = step + 1 - (history[-1]["step"] if history else 0)
                 history.append({"step": step + 1} | {t: s / steps for t, s in sums.items()})
                 sums = dict.fromkeys(cfg.terms, 0.0)
-                save_checkpoint(ckpt, generator, optimizer, {"step": step + 1, "history": history})
+                if world().is_main:
+                    save_checkpoint(ckpt, generator, optimizer, {"step": step + 1, "history": history})
                 info(f"step {step + 1}/{cfg.iterations}: " + ", ".join(f"{t} {v:.4f}" for t, v in history[-1].items()
                                                                        if t != "step"))
     return history

@@ -23,6 +23,7 @@ from dcond.bank import write_epoch
 from dcond.data import DataOptions, DatasetSpec, open_source
 from dcond.data.augment import Views
 from dcond.data.folder import ArtifactImages, open_condensed
+from dcond.distributed import world
 from dcond.errors import DcondError
 from dcond.log import progress
 from dcond.stages.relabel import DTYPES, carry_images
@@ -60,12 +61,15 @@ def import_labels(bank_dir: Path, images: Path, cfg: ImportConfig, out: Path | N
     with ArtifactWriter(out, "labels", spec, stage="import-labels", config=config, force=force,
                         parents=[("images", source)] if source else []) as w:
         carry_images(w, source, data)
-        with progress("import epochs", len(epochs)) as task:
-            for e, folder in enumerate(epochs):
-                views, logits = read_epoch(folder, torch.tensor(list(sampler)), spec.num_classes, cfg.input_size)
+        orders = [torch.tensor(list(sampler)) for _ in epochs]  # the sampler's state runs on from epoch to epoch
+        mine = world().shard(list(enumerate(epochs)))  # under torchrun, each rank its every N-th epoch
+        with progress("import epochs", len(mine)) as task:
+            for e, folder in mine:
+                views, logits = read_epoch(folder, orders[e], spec.num_classes, cfg.input_size)
                 write_epoch(w, e, views, logits, DTYPES[cfg.dtype])
                 task.advance(1)
-        w.section["bank"] = {"encoding": "dense", "epochs": len(epochs), "batch_size": views.batch_size,
+        batch_size = world().share(views.batch_size if world().is_main else None)  # rank 0 read epoch 0
+        w.section["bank"] = {"encoding": "dense", "epochs": len(epochs), "batch_size": batch_size,
                              "num_images": n, "num_classes": spec.num_classes, "temperature": cfg.temperature,
                              "views": None, "seed": None, "dtype": cfg.dtype, "teachers": [],
                              "imported": {"layout": "sre2l", "fkd_seed": cfg.fkd_seed, "input_size": cfg.input_size}}

@@ -73,7 +73,10 @@ def relabel(images: Path, teachers: list[Path], cfg: RelabelConfig, out: Path | 
 
 def carry_images(w: ArtifactWriter, source: Artifact | None, data: TensorImages) -> None:
     """The labels artifact carries its images: hard links to the source artifact's files where the file
-    system allows, copies otherwise; an ImageFolder's images are written anew at the teacher's size."""
+    system allows, copies otherwise; an ImageFolder's images are written anew at the teacher's size.
+    Under torchrun rank 0 alone writes them (two ranks linking one file race each other)."""
+    if not world().is_main:
+        return
     if source is None:
         save_images(w, data.images, data.labels)
     else:

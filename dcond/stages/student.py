@@ -19,7 +19,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from dcond.artifact import Artifact, ArtifactWriter, open_artifact
 from dcond.bank import Bank, has_bank, open_bank
-from dcond.data import DataOptions, load_split, recorded_data, to_input
+from dcond.data import DataOptions, check_same_split, load_eval_split, recorded_options, to_input
 from dcond.data.augment import ViewConfig, apply_views, draw_epoch, epoch_generator, mixed_targets
 from dcond.data.folder import ArtifactImages
 from dcond.data.images import load_all
@@ -81,6 +81,9 @@ def train_student(source: Path, cfg: StudentConfig, out: Path | None = None, for
     torch.manual_seed(cfg.seed)
     model_spec = ModelSpec(cfg.model, spec.channels, spec.num_classes, spec.image_size, cfg.model_options)
     model = place(create_model(model_spec), device)
+    if cfg.evaluate:  # found before training: a student with nothing to be measured on fails now, not at the end
+        real_spec, split, test_set = load_eval_split(recorded_options(DataOptions(data=""), spec))
+        check_same_split(spec, real_spec)
     config = {"source": str(source), **asdict(cfg)}
     with ArtifactWriter(out, "model", spec, stage="train-student", config=config, parents=parents, force=force) as w:
         final = fit(model, labels, cfg, device)
@@ -91,9 +94,8 @@ def train_student(source: Path, cfg: StudentConfig, out: Path | None = None, for
                      "weights": WEIGHTS_FILE, "bn_stats": None, "bn_layers": [],
                      "train_images": len(labels.labels), "labels": labels.mode}
         if cfg.evaluate:
-            _, test_set = load_split(DataOptions(recorded_data(spec), image_size=spec.image_size), "test")
-            w.metrics = {f"{spec.name}:test": evaluate(final, test_set, spec, device)}
-            info(f"student test top-1 {w.metrics[f'{spec.name}:test']['top1']:.4f}")
+            w.metrics = {f"{spec.name}:{split}": evaluate(final, test_set, spec, device)}
+            info(f"student {split} top-1 {w.metrics[f'{spec.name}:{split}']['top1']:.4f}")
         w.card |= {"title": f"Student {cfg.model} trained on {len(labels.labels)} condensed {spec.name} images",
                    "summary": f"Trained for {cfg.epochs} epochs with {labels.mode} labels.",
                    "usage": ["dcond evaluate <this folder>"]}

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from dcond.artifact import ArtifactWriter, config_key
 from dcond.bnstats import class_bn_statistics
 from dcond.checkpoint import load_checkpoint, save_checkpoint
-from dcond.data import DataOptions, batches, load_split, open_source, to_input
+from dcond.data import DataOptions, batches, load_eval_split, load_split, open_source, to_input
 from dcond.data.augment import random_crop_flip
 from dcond.distributed import world
 from dcond.engine import autocast, ddp, evaluate, lr_factor, make_optimizer, place, resolve_device, set_lr
@@ -20,6 +20,7 @@ from dcond.log import info, progress
 from dcond.models import WEIGHTS_FILE, ModelSpec, bn_layers, create_model, load_weights, state_tensors
 
 BN_STATS_FILE = "bn_stats.safetensors"
+HOLDOUT_FILE = "holdout.json"  # the training images held out to evaluate on, when the data has no test split
 CHECKPOINT = "checkpoint.safetensors"
 
 
@@ -52,7 +53,7 @@ class TeacherConfig:
 def train_teacher(data: DataOptions, cfg: TeacherConfig, out: Path | None = None, force: bool = False) -> Path:
     source = open_source(data)
     spec, train_set = load_split(data, "train", source)
-    _, test_set = load_split(replace(data, subset=None), "test", source)
+    _, split, test_set = load_eval_split(replace(data, subset=None), source)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model_spec = ModelSpec(cfg.model, spec.channels, spec.num_classes, spec.image_size, cfg.model_options)
@@ -67,18 +68,22 @@ def train_teacher(data: DataOptions, cfg: TeacherConfig, out: Path | None = None
         if not world().is_main:  # rank 0 evaluates and writes
             return w.out
         metrics = evaluate(model, test_set, spec, device)
-        info(f"test top-1 {metrics['top1']:.4f} on {metrics['samples']} images of {spec.name}")
+        info(f"{split} top-1 {metrics['top1']:.4f} on {metrics['samples']} images of {spec.name}")
         w.save_tensors(WEIGHTS_FILE, state_tensors(model))
+        if split == "holdout":  # which images were kept from training, to be checked by whoever evaluates later
+            root = Path(spec.source["path"])
+            w.write_json(HOLDOUT_FILE, [p.relative_to(root).as_posix() for p in test_set.paths])
         has_bn = bool(bn_layers(model))
         if has_bn:
             w.save_tensors(BN_STATS_FILE, class_bn_statistics(model, train_set, spec, device))
         w.section = {"spec": model_spec.to_dict(), "parameters": sum(p.numel() for p in model.parameters()),
                      "weights": WEIGHTS_FILE, "bn_stats": BN_STATS_FILE if has_bn else None,
-                     "bn_layers": [name for name, _ in bn_layers(model)], "train_images": len(train_set)}
-        w.metrics = {f"{spec.name}:test": metrics}
+                     "bn_layers": [name for name, _ in bn_layers(model)], "train_images": len(train_set),
+                     "evaluated_on": split, "holdout": HOLDOUT_FILE if split == "holdout" else None}
+        w.metrics = {f"{spec.name}:{split}": metrics}
         w.card |= {"title": f"Teacher {cfg.model} on {spec.name}",
                    "summary": f"A `{cfg.model}` network trained on {len(train_set)} real {spec.name} images for "
-                              f"{cfg.epochs} epochs; test top-1 {metrics['top1']:.2%}. Holds the per-class "
+                              f"{cfg.epochs} epochs; {split} top-1 {metrics['top1']:.2%}. Holds the per-class "
                               "BatchNorm statistics of the training data for class-wise synthesis.",
                    "usage": ["dcond evaluate <this folder>"]}
     return w.out
