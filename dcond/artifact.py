@@ -31,6 +31,7 @@ from dcond import __version__
 from dcond.data.spec import DatasetSpec
 from dcond.distributed import world
 from dcond.errors import DcondError
+from dcond.validate import Fields
 
 FORMAT, FORMAT_VERSION = "dcond-artifact", 1
 MANIFEST, CARD, METRICS = "dcond.json", "README.md", "metrics.json"
@@ -39,6 +40,7 @@ KINDS = ("model", "images", "labels", "generator")
 IMAGES_DIR = "images"
 ZSTD_SUFFIX = ".zst"  # a file zstandard-compressed as a whole
 TMP_SUFFIX = ".tmp"  # a file being written (atomic_path); never part of an artifact
+MAX_MANIFEST_BYTES = 256 << 20
 _CHUNK = 1 << 20
 
 
@@ -55,9 +57,10 @@ def _canonical(obj: Any) -> bytes:
 
 
 def content_digest(manifest: dict[str, Any]) -> str:
-    """Identity of an artifact's content: kind, dataset, kind section and content files (not annotations)."""
-    files = {k: v for k, v in manifest["files"].items() if k not in ANNOTATIONS}
-    body = {k: manifest.get(k) for k in ("format_version", "kind", "dataset", manifest["kind"])} | {"files": files}
+    """The seal over everything the manifest says (content, dataset, provenance, lineage, card), except the
+    digest itself and the entries of the annotations that may change after creation (card, metrics)."""
+    body = {k: v for k, v in manifest.items() if k != "digest"}
+    body["files"] = {k: v for k, v in manifest["files"].items() if k not in ANNOTATIONS}
     return "sha256:" + hashlib.sha256(_canonical(body)).hexdigest()
 
 
@@ -94,6 +97,8 @@ class Artifact:
         path = self.path / name
         if not path.is_file():
             raise DcondError(f"{self.path}: '{name}' is missing (run `dcond verify {self.path}`)")
+        if not _inside(self.path, path):
+            raise DcondError(f"{self.path}: '{name}' is a link to a file outside the artifact; not reading it")
         if path.stat().st_size != entry["size"] or sha256_file(path) != entry["sha256"]:
             raise DcondError(f"{self.path}: '{name}' is corrupted: its checksum does not match the manifest")
         return path
@@ -116,7 +121,11 @@ class Artifact:
 
     @property
     def metrics(self) -> dict[str, Any]:
-        return self.json(METRICS) if METRICS in self.files else {}
+        """{evaluation: {metric: value}} from metrics.json."""
+        metrics = self.json(METRICS) if METRICS in self.files else {}
+        if not isinstance(metrics, dict) or not all(isinstance(m, dict) for m in metrics.values()):
+            raise DcondError(f"{self.path}: '{METRICS}' is not an object of evaluations")
+        return metrics
 
 
 def plain_tensor(t: torch.Tensor) -> torch.Tensor:
@@ -161,16 +170,37 @@ def unzstd(data: bytes, size: int, path: Path) -> bytes:
 
 
 def open_artifact(path: Path | str, kinds: Iterable[str] | None = None) -> Artifact:
-    """Open and validate an artifact folder; `kinds` restricts which kinds the caller accepts."""
+    """Open an artifact to use it: its manifest well-formed and sealed (the digest matches), and every file
+    it lists present with the recorded size, so a run fails before its first step rather than midway.
+    (Contents are checked against their sha256 as they are read.) `kinds` restricts the accepted kinds."""
+    art = read_manifest(path, kinds)
+    if content_digest(art.manifest) != art.digest:
+        raise DcondError(f"{art.path}: the manifest was edited after the artifact was made (its digest does not "
+                         f"match); refusing it (see `dcond verify {art.path}`)")
+    for name, entry in art.files.items():
+        file = art.path / name
+        if not file.is_file():
+            raise DcondError(f"{art.path}: '{name}' is missing (run `dcond verify {art.path}`)")
+        if file.stat().st_size != entry["size"]:
+            raise DcondError(f"{art.path}: '{name}' has {file.stat().st_size} bytes; the manifest records "
+                             f"{entry['size']} (run `dcond verify {art.path}`)")
+    return art
+
+
+def read_manifest(path: Path | str, kinds: Iterable[str] | None = None) -> Artifact:
+    """The artifact with its manifest checked for form only, for `verify` and `inspect`, which report damage
+    rather than refuse it."""
     path = Path(path)
     if not path.exists():
         raise DcondError(f"{path} does not exist")
     if not (path / MANIFEST).is_file():
         raise DcondError(f"{path} is not a dcond artifact (no {MANIFEST})")
+    if (path / MANIFEST).stat().st_size > MAX_MANIFEST_BYTES:
+        raise DcondError(f"{path / MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes; not reading it")
     try:
         manifest = json.loads((path / MANIFEST).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DcondError(f"{path / MANIFEST} is not valid JSON ({e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise DcondError(f"{path / MANIFEST} is not valid JSON ({type(e).__name__}: {str(e)[:80]})") from None
     _validate_manifest(path, manifest)
     kinds = tuple(kinds or KINDS)
     if manifest["kind"] not in kinds:
@@ -179,29 +209,40 @@ def open_artifact(path: Path | str, kinds: Iterable[str] | None = None) -> Artif
 
 
 def _validate_manifest(path: Path, m: Any) -> None:
-    def bad(why: str) -> DcondError:
-        return DcondError(f"{path / MANIFEST} is malformed: {why}")
-
+    """The manifest's form: what every reader relies on (kind sections are checked by the code that reads them)."""
+    where = f"{path / MANIFEST}:"
     if not isinstance(m, dict) or m.get("format") != FORMAT:
-        raise bad(f"'format' is not '{FORMAT}'")
+        raise DcondError(f"{where} 'format' is not '{FORMAT}'")
     if m.get("format_version") != FORMAT_VERSION:
-        raise DcondError(f"{path} has artifact format version {m.get('format_version')}; "
+        raise DcondError(f"{path} has artifact format version {m.get('format_version')!r}; "
                          f"this dcond reads version {FORMAT_VERSION}")
-    if m.get("kind") not in KINDS:
-        raise bad(f"unknown kind {m.get('kind')!r}")
-    files = m.get("files")
-    if not isinstance(files, dict):
-        raise bad("'files' is missing")
-    for name, entry in files.items():
-        parts = Path(name).parts
-        if Path(name).is_absolute() or ".." in parts or name == MANIFEST:
-            raise bad(f"file entry '{name}' points outside the artifact")
-        if not isinstance(entry, dict) or not isinstance(entry.get("size"), int) or \
-                not isinstance(entry.get("sha256"), str):
-            raise bad(f"file entry '{name}' lacks size or sha256")
-    if not isinstance(m.get("dataset"), dict) or not isinstance(m.get("digest"), str):
-        raise bad("'dataset' or 'digest' is missing")
-    DatasetSpec.from_dict(m["dataset"])
+    f = Fields(m, where[:-1])
+    f.str("kind", KINDS)
+    f.str("digest")
+    f.str("created", optional=True)
+    files = f.section("files")
+    for name in files.data:
+        entry = files.section(name)
+        entry.int("size", 0, 1 << 50)
+        entry.str("sha256")
+        if not name or Path(name).is_absolute() or ".." in Path(name).parts or name == MANIFEST or "\\" in name:
+            raise files.bad(name, "points outside the artifact")
+    producer = f.section("producer")
+    producer.str("stage")
+    argv = producer.list("argv")
+    if not all(isinstance(a, str) for a in argv):
+        raise producer.bad("argv", "is not a list of strings")
+    for key in ("parents", "lineage"):
+        for i, entry in enumerate(f.list(key)):
+            item = Fields(entry, f"{where[:-1]}.{key}[{i}]")
+            item.str("digest"), item.str("kind", KINDS)
+    card = f.section("card")
+    for key in ("title", "summary"):
+        card.str(key, optional=True)
+    if not all(isinstance(line, str) for line in card.list("usage", optional=True) or []):
+        raise card.bad("usage", "is not a list of strings")
+    f.section(m["kind"])
+    DatasetSpec.from_dict(m["dataset"], f"{where[:-1]}.dataset")
 
 
 @dataclass
@@ -220,11 +261,11 @@ class VerifyReport:
 
 def verify(path: Path | str) -> VerifyReport:
     """Recompute every checksum; report missing, extra and mismatched files separately."""
-    art = open_artifact(path)
+    art = read_manifest(path)
     report = VerifyReport(art.path)
     for name, entry in sorted(art.files.items()):
         p = art.path / name
-        if not p.is_file():
+        if not p.is_file() or not _inside(art.path, p):
             report.missing.append(name)
         elif p.stat().st_size != entry["size"] or sha256_file(p) != entry["sha256"]:
             report.mismatched.append(name)
@@ -232,6 +273,11 @@ def verify(path: Path | str) -> VerifyReport:
     report.extra = [n for n in _listed_files(art.path) if n not in art.files]
     report.digest_ok = content_digest(art.manifest) == art.digest
     return report
+
+
+def _inside(root: Path, path: Path) -> bool:
+    """Whether `path` (after symbolic links) lies in the artifact: a link out of it is not its content."""
+    return path.resolve().is_relative_to(root.resolve())
 
 
 def parent_entry(art: Artifact, role: str) -> dict[str, Any]:
@@ -359,6 +405,7 @@ class ArtifactWriter:
             "lineage": _lineage([a for _, a in self._parents]), "card": self.card,
         }
         manifest["files"] = {n: _entry(self.dir / n) for n in _listed_files(self.dir) if n != CARD}
+        manifest["digest"] = content_digest(manifest)
         _seal(self.dir, manifest, self.metrics)
         _shareable(self.dir)
         _replace_dir(self.dir, self.out)
@@ -375,8 +422,8 @@ def _entry(path: Path) -> dict[str, Any]:
 
 
 def _seal(root: Path, manifest: dict[str, Any], metrics: dict[str, Any]) -> None:
-    """Given manifest["files"] listing the content, write the card and then the manifest, each atomically."""
-    manifest["digest"] = content_digest(manifest)
+    """Given manifest["files"] listing the content and manifest["digest"], write the card and then the manifest,
+    each atomically."""
     _atomic_write(root / CARD, render_card(manifest, metrics))
     manifest["files"] = dict(sorted((manifest["files"] | {CARD: _entry(root / CARD)}).items()))
     _atomic_write(root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
@@ -504,11 +551,18 @@ def image_files(art: Artifact) -> tuple[list[Path], list[int]]:
             labels.append(folders[parts[1]])
     if not paths:
         raise DcondError(f"{art.path} holds no images under {IMAGES_DIR}/")
+    section = Fields(art.section, f"{art.path / MANIFEST}: {art.kind}")
+    section.equal("count", len(paths), "the number of images it lists")
+    section.equal("per_class", [labels.count(c) for c in range(spec.num_classes)], "the images per class it lists")
     return paths, labels
 
 
 def update_metrics(art: Artifact, key: str, metrics: dict[str, Any]) -> None:
-    """Record metrics (an evaluation) in an existing artifact: metrics.json, card and manifest are rewritten."""
+    """Record metrics (an evaluation) in an existing artifact: metrics.json, card and manifest are rewritten;
+    the digest is kept, and an artifact whose manifest no longer matches it is refused, never re-sealed."""
+    if content_digest(art.manifest) != art.digest:
+        raise DcondError(f"{art.path}: the manifest was edited after the artifact was made; not recording metrics "
+                         "in it")
     all_metrics = art.metrics | {key: metrics}
     _atomic_write(art.path / METRICS, json.dumps(all_metrics, indent=2) + "\n")
     manifest = dict(art.manifest)
@@ -532,10 +586,10 @@ def render_card(manifest: dict[str, Any], metrics: dict[str, Any]) -> str:
     if card.get("summary"):
         lines += [card["summary"], ""]
     lines += ["## How it was made", "", "```", " ".join(prod["argv"]), "```", "",
-              f"Stage `{prod['stage']}`, dcond {prod['dcond_version']}, torch {prod['torch_version']}, "
+              f"Stage `{prod['stage']}`, dcond {prod.get('dcond_version')}, torch {prod.get('torch_version')}, "
               f"seed {prod.get('seed')}, created {manifest['created']}. The full configuration is in `{MANIFEST}`.", ""]
     for p in manifest.get("parents", []):
-        lines.append(f"- {p['role']}: {p['kind']} artifact `{p['digest']}`")
+        lines.append(f"- {p.get('role')}: {p['kind']} artifact `{p['digest']}`")
     lines += ["", f"Dataset: {ds['name']} ({len(ds['classes'])} classes, {ds['channels']}×{ds['image_size']}"
                   f"×{ds['image_size']}).", ""]
     if metrics:

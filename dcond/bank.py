@@ -15,10 +15,11 @@ from typing import Any, Protocol
 
 import torch
 
-from dcond.artifact import Artifact, ArtifactWriter
-from dcond.data.augment import Views
+from dcond.artifact import MANIFEST, Artifact, ArtifactWriter
+from dcond.data.augment import ViewConfig, Views
 from dcond.errors import DcondError
 from dcond.registry import Registry
+from dcond.validate import MAX_EPOCHS, MAX_IMAGES, Fields, tensor
 
 BANK_DIR = "bank"
 
@@ -52,26 +53,71 @@ def has_bank(art: Artifact) -> bool:
 
 
 def open_bank(art: Artifact) -> Bank:
+    """The bank of a labels artifact, its manifest section checked before anything is read, and every batch it
+    yields checked as it is read."""
     if not has_bank(art):
         raise DcondError(f"{art.path} holds no soft-label bank; make one with `dcond relabel IMAGES --teacher T`, "
                          "or with --relabel-epochs N on synthesize or select")
-    return ENCODINGS.get(art.section["bank"]["encoding"])(art)
+    info = Fields(art.section["bank"], f"{art.path / MANIFEST}: labels.bank")
+    info.str("encoding", tuple(ENCODINGS.names()))
+    info.equal("num_images", art.section.get("count"), "the number of images (labels.count)")
+    info.equal("num_classes", art.dataset.num_classes, "the dataset's classes")
+    info.int("batch_size", 1, info.int("num_images", 1, MAX_IMAGES))
+    info.int("epochs", 1, MAX_EPOCHS, optional=True)
+    info.number("temperature", 0, 1e6, above=True)
+    info.int("seed", 0, 2**63 - 1, optional=True)
+    if info.data.get("views") is not None:
+        try:
+            ViewConfig.from_dict(info.data["views"])
+        except (TypeError, ValueError, KeyError, DcondError) as e:
+            raise info.bad("views", f"is not a view configuration ({e})") from None
+    return CheckedBank(ENCODINGS.get(info.data["encoding"])(art), art)
+
+
+class CheckedBank:
+    """A bank whose batches are checked as they are read: views of the bank's images within their batch,
+    finite logits of the dataset's classes. A damaged bank fails with the file and field, never trains."""
+
+    def __init__(self, bank: Bank, art: Artifact):
+        self.bank, self.info, self.where = bank, bank.info, f"{art.path}/{BANK_DIR}"
+
+    @property
+    def epochs(self) -> int | None:
+        return self.bank.epochs
+
+    def epoch(self, e: int) -> Iterator[BankBatch]:
+        for b, batch in enumerate(self.bank.epoch(e)):
+            where = f"{self.where} (epoch {e}, batch {b})"
+            views, n = batch.views, len(batch.views.order)
+            batch.views.check_images(self.info["num_images"], where)
+            if n and int(views.mix_perm.max()) >= n:
+                raise DcondError(f"{where}: tensor 'mix_perm' mixes in views beyond the batch of {n}")
+            tensor({"logits": batch.logits}, "logits", where, (n, self.info["num_classes"]))
+            yield batch
 
 
 @ENCODINGS.register("dense")
 class DenseBank:
     def __init__(self, art: Artifact):
         self.art, self.info = art, art.section["bank"]
+        if self.info["epochs"] is None:
+            raise DcondError(f"{art.path / MANIFEST}: labels.bank.epochs is missing")
+        missing = [e for e in range(self.epochs) if epoch_file(e) not in art.files]
+        if missing:
+            raise DcondError(f"{art.path}: the bank lists {self.epochs} epochs but its manifest has no "
+                             f"{epoch_file(missing[0])}")
 
     @property
     def epochs(self) -> int:
         return self.info["epochs"]
 
     def epoch(self, e: int) -> Iterator[BankBatch]:
+        where = str(self.art.path / epoch_file(e))
         t = self.art.tensors(epoch_file(e))
-        views, logits = Views.from_tensors(t, self.info["batch_size"]), t["logits"].float()
-        if len(views.order) != self.info["num_images"] or logits.shape != (len(views.order), self.info["num_classes"]):
-            raise DcondError(f"{self.art.path / epoch_file(e)} does not hold the views the manifest describes")
+        views, logits = Views.from_tensors(t, self.info["batch_size"], where), tensor(t, "logits", where).float()
+        if len(views.order) != self.info["num_images"] or len(views) != -(-len(views.order) // views.batch_size) or \
+                logits.shape != (len(views.order), self.info["num_classes"]):
+            raise DcondError(f"{where} does not hold the views the manifest describes")
         for b in range(len(views)):
             rows = slice(b * views.batch_size, (b + 1) * views.batch_size)
             yield BankBatch(views.batch(b), logits[rows])

@@ -123,6 +123,14 @@ def shared_teacher_images(tmp_path_factory) -> tuple[Path, Path]:
     return teacher, images_artifact_of(folder, teacher, root / "images")
 
 
+def content(path: Path) -> dict:
+    """What an artifact holds: its content files with their checksums, dataset and kind section. (Its digest
+    also seals when and by which command line it was made, so two runs never share it.)"""
+    art = open_artifact(path)
+    return {"files": {k: v for k, v in art.files.items() if k != "README.md"}, "dataset": art.manifest["dataset"],
+            "section": art.section}
+
+
 def tree(root: Path) -> dict[str, int]:
     """Every file under root with its size: to show that a failed command changed nothing."""
     return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import content
 from dcond.artifact import (ArtifactWriter, content_digest, image_files, open_artifact, save_images, update_metrics,
                             verify)
 from dcond.data.spec import DatasetSpec
@@ -35,8 +36,8 @@ def test_round_trip(tmp_path):
     assert verify(path).intact
 
 
-def test_digest_is_content_addressed(tmp_path):
-    assert open_artifact(write(tmp_path / "a")).digest == open_artifact(write(tmp_path / "b")).digest
+def test_same_content_written_twice_is_the_same_content(tmp_path):
+    assert content(write(tmp_path / "a")) == content(write(tmp_path / "b"))
 
 
 def test_copy_to_another_path_still_verifies(tmp_path):
@@ -60,13 +61,23 @@ def test_verify_reports_each_problem_separately(tmp_path, damage, field):
     assert {k for k, v in problems.items() if v} == {field}
 
 
-def test_verify_catches_an_edited_manifest(tmp_path):
+@pytest.mark.parametrize("edit", [
+    lambda m: m["dataset"]["classes"].__setitem__(0, "renamed"),
+    lambda m: m["producer"].__setitem__("seed", 7),
+    lambda m: m["producer"]["argv"].append("--lr=9"),
+    lambda m: m["lineage"].append({"digest": "sha256:forged", "kind": "model", "stage": "train-teacher"}),
+    lambda m: m["parents"].append({"role": "teacher", "digest": "sha256:forged", "kind": "model"}),
+    lambda m: m.__setitem__("created", "2020-01-01T00:00:00+00:00"),
+])
+def test_the_digest_seals_the_whole_manifest(tmp_path, edit):
     path = write(tmp_path / "art")
     manifest = json.loads((path / "dcond.json").read_text())
-    manifest["dataset"]["classes"][0] = "renamed"
+    edit(manifest)
     (path / "dcond.json").write_text(json.dumps(manifest))
     report = verify(path)
     assert not report.digest_ok and not report.intact
+    with pytest.raises(DcondError, match="manifest was edited after the artifact was made"):
+        open_artifact(path)
 
 
 def test_corrupted_tensor_file_is_refused(tmp_path):

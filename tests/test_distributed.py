@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_MODEL
-from dcond.artifact import CARD, open_artifact, verify
+from conftest import TINY_MODEL, content
+from dcond.artifact import open_artifact, verify
 from dcond.stages.relabel import RelabelConfig, relabel
 from test_import_labels import write_sre2l_bank
 
@@ -27,14 +27,6 @@ def run(*args, ranks: int = 2, script: str | None = None, cwd: Path) -> subproce
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     return subprocess.run([*launcher, *target, *map(str, args)], capture_output=True, text=True, cwd=cwd,
                           timeout=300, env=env)
-
-
-def content(path: Path) -> dict:
-    """What an artifact holds: its content files with their checksums, dataset and kind section (the card and
-    the manifest's provenance record the command line, which differs between launchers)."""
-    art = open_artifact(path)
-    return {"files": {k: v for k, v in art.files.items() if k != CARD}, "dataset": art.manifest["dataset"],
-            "section": art.section}
 
 
 def labels_of(images: Path, teacher: Path, out: Path) -> Path:

@@ -36,7 +36,7 @@ def test_convnet_norms(norm, has_bn):
     (ModelSpec("tv:no_such_net", 1, 3, 28), "unknown torchvision"),
     (ModelSpec("convnet", 1, 3, 28, {"norm": "layer"}), "norm 'layer'"),
     (ModelSpec("convnet", 1, 3, 8, {"depth": 4}), "too deep"),
-    (ModelSpec("convnet", 1, 3, 28, {"colour": 1}), "does not take these options"),
+    (ModelSpec("convnet", 1, 3, 28, {"colour": 1}), "cannot be built with options"),
 ])
 def test_bad_models_get_clear_errors(spec, message):
     with pytest.raises(DcondError, match=message):

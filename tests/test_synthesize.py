@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import dcond.stages.synthesize as synth_stage
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, content
 from dcond.artifact import image_files, open_artifact, verify
 from dcond.data import DataOptions
 from dcond.data.images import decode_image
@@ -65,8 +65,7 @@ def test_resume_gives_the_images_of_an_uninterrupted_run(tiny_teacher, tmp_path,
         synthesize(tiny_teacher, DataOptions(""), cfg, tmp_path / "b")
     undo()
     resumed = synthesize(tiny_teacher, DataOptions(""), cfg, tmp_path / "b")
-    a, b = open_artifact(straight), open_artifact(resumed)
-    assert a.digest == b.digest
+    assert content(straight) == content(resumed)
 
 
 def test_a_teacher_without_batchnorm_is_refused(cli, tiny_folder, tmp_path):

@@ -14,13 +14,15 @@ from typing import Any
 
 import torch
 
-from dcond.artifact import Artifact, ArtifactWriter, ZSTD_SUFFIX
+from dcond.artifact import MANIFEST, Artifact, ArtifactWriter, ZSTD_SUFFIX
 from dcond.bank import BANK_DIR, ENCODINGS, BankBatch
 from dcond.compression import CODINGS, Work, batch_offsets, batches_per_epoch, record
 from dcond.compression.prune import draw
 from dcond.compression.quantize import dequantize
+from dcond.compression.topk import FILLS
 from dcond.data.augment import ViewConfig, Views, draw_epoch, epoch_generator
 from dcond.errors import DcondError
+from dcond.validate import MAX_EPOCHS, Fields, tensor
 
 POOL = "pool"
 
@@ -64,6 +66,7 @@ class CompressedBank:
     def __init__(self, art: Artifact):
         self.art, self.info = art, art.section["bank"]
         self.image_size = art.dataset.image_size
+        _check_section(art)
         stored = self._tensors("labels")
         pool = stored.pop(POOL, None)
         self.ids = pool.long() if pool is not None else torch.arange(self.info["source_epochs"] *
@@ -90,11 +93,18 @@ class CompressedBank:
             rows = slice(int(self.offsets[p]), int(self.offsets[p + 1]))
             source_epoch, b = divmod(int(self.ids[p]), nb)
             views = self.views.take(p, rows) if self.views is not None else self._drawn(source_epoch).batch(b)
-            yield BankBatch(views, self.decode(self.labels, self.info, rows, views.order))
+            try:
+                logits = self.decode(self.labels, self.info, rows, views.order)
+            except (IndexError, RuntimeError, KeyError) as e:  # indices or shapes a damaged file carries
+                raise DcondError(f"{self.art.path}: the compressed labels of batch {p} do not decode ({e})") from None
+            yield BankBatch(views, logits)
 
     def _tensors(self, role: str) -> dict[str, torch.Tensor]:
         entry = self.info["files"][role]
-        return self.art.tensors(entry["name"], entry["raw_bytes"])
+        tensors = self.art.tensors(entry["name"], entry["raw_bytes"])
+        for key in tensors:
+            tensor(tensors, key, str(self.art.path / entry["name"]))  # finite
+        return tensors
 
     def _check(self) -> None:
         """The files hold what the manifest describes: the kept batches exist, the views and labels have as many
@@ -109,3 +119,32 @@ class CompressedBank:
             ok = False
         if not ok:
             raise DcondError(f"{self.art.path}: the compressed bank's files do not hold what its manifest describes")
+
+
+def _check_section(art: Artifact) -> None:
+    """The compressed bank's manifest section: what the reader sizes and indexes by."""
+    info = Fields(art.section["bank"], f"{art.path / MANIFEST}: labels.bank")
+    epochs = info.int("source_epochs", 1, MAX_EPOCHS)
+    info.str("coding", tuple(CODINGS.names()))
+    steps = {}
+    for i, step in enumerate(info.list("chain")):
+        step = Fields(step, f"{info.where}.chain[{i}]")
+        steps[step.str("method")] = step
+    needed = (["prune"] if info.data["epochs"] is None else []) + (["topk"] if info.data["coding"] == "topk" else [])
+    for method in needed:
+        if method not in steps:
+            raise info.bad("chain", f"has no {method} record")
+    if "prune" in needed:  # a pool: each epoch replays draws from it, seeded by the prune step
+        steps["prune"].int("seed", 0, 2**63 - 1)
+    if "topk" in needed:
+        steps["topk"].str("fill", FILLS)
+    files = info.section("files")
+    # a dense float32 bank of the same views bounds what the files may expand to (a frame cannot claim more)
+    dense = epochs * info.data["num_images"] * (info.data["num_classes"] * 4 + 64) + (1 << 20)
+    for role in files.data:
+        entry = files.section(role)
+        if role not in ("labels", "views") or entry.str("name") not in art.files:
+            raise files.bad(role, "is not a file of the artifact's labels or views")
+        entry.int("raw_bytes", 1, dense)
+    if "labels" not in files.data:
+        raise DcondError(f"{files.where}.labels is missing")

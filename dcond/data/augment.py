@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torchvision.ops import roi_align
 
 from dcond.errors import DcondError
+from dcond.validate import tensor
 
 MIXES = ("cutmix", "mixup", "none")
 
@@ -103,9 +104,26 @@ class Views:
                 "mix_perm": self.mix_perm.int(), "mix_lam": self.mix_lam.float(), "mix_box": self.mix_box.float()}
 
     @classmethod
-    def from_tensors(cls, t: dict[str, torch.Tensor], batch_size: int) -> "Views":
-        return cls(t["order"].long(), t["boxes"].float(), t["flips"], t["mix_perm"].long(), t["mix_lam"].float(),
-                   t["mix_box"].float(), batch_size)
+    def from_tensors(cls, t: dict[str, torch.Tensor], batch_size: int, where: str = "views") -> "Views":
+        """Views read from a file, each tensor checked for its shape and range (so a damaged file cannot index
+        another image, crop outside one or mix beyond its batch)."""
+        order = tensor(t, "order", where, integer=True)
+        n, nb = len(order), len(tensor(t, "mix_lam", where))  # batches of several sizes may lie end to end
+        if not -(-n // batch_size) <= nb <= n:
+            raise DcondError(f"{where}: {nb} batches cannot hold {n} views in batches of at most {batch_size}")
+
+        def fractions(key: str, shape: tuple[int, ...]) -> torch.Tensor:  # boxes, flags and shares lie in [0, 1]
+            return tensor(t, key, where, shape, lo=0, hi=1)
+
+        return cls(order.long(), fractions("boxes", (n, 4)).float(), fractions("flips", (n,)).to(torch.uint8),
+                   tensor(t, "mix_perm", where, (n,), lo=0, hi=batch_size - 1, integer=True).long(),
+                   fractions("mix_lam", (nb,)).float(), fractions("mix_box", (nb, 4)).float(), batch_size)
+
+    def check_images(self, num_images: int, where: str) -> None:
+        """Every view shows one of the `num_images` images."""
+        if len(self.order) and (int(self.order.min()) < 0 or int(self.order.max()) >= num_images):
+            raise DcondError(f"{where}: tensor 'order' holds image indices outside 0 … {num_images - 1} "
+                             f"(min {int(self.order.min())}, max {int(self.order.max())})")
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

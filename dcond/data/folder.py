@@ -124,7 +124,7 @@ class ArtifactImages:
         if name != "train":
             raise DcondError(f"{self.artifact.path} is condensed training data; evaluate on the original dataset "
                              f"('{self.spec.name}') instead")
-        return FileImages(self.paths, torch.tensor(self.labels), self.spec.channels, self.spec.image_size)
+        return FileImages(self.paths, torch.tensor(self.labels), self.spec.channels, self.spec.image_size, exact=True)
 
 
 def open_condensed(path: Path, like: DatasetSpec) -> tuple["Artifact | None", TensorImages]:

@@ -4,6 +4,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dcond.errors import DcondError
+from dcond.validate import MAX_CLASSES, MAX_IMAGE_SIZE, Fields
 
 
 @dataclass(frozen=True)
@@ -33,13 +34,24 @@ class DatasetSpec:
         return asdict(self) | {"classes": list(self.classes), "mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DatasetSpec":
-        try:
-            return cls(name=str(d["name"]), classes=tuple(map(str, d["classes"])), channels=int(d["channels"]),
-                       image_size=int(d["image_size"]), mean=tuple(map(float, d["mean"])),
-                       std=tuple(map(float, d["std"])), source=dict(d.get("source", {})))
-        except (KeyError, TypeError, ValueError) as e:
-            raise DcondError(f"malformed dataset spec: {e!r}") from None
+    def from_dict(cls, d: Any, where: str = "dataset") -> "DatasetSpec":
+        """A spec read from a manifest, every field checked (the message names `where.field`)."""
+        f = Fields(d, where)
+        classes, channels = f.list("classes"), f.int("channels", 1, 3)
+        if not 2 <= len(classes) <= MAX_CLASSES or not all(isinstance(c, str) for c in classes):
+            raise f.bad("classes", f"is not a list of 2 … {MAX_CLASSES} class names")
+        if len(set(classes)) != len(classes):
+            raise f.bad("classes", "names a class twice")
+        stats = {}
+        for key in ("mean", "std"):
+            values = f.list(key)
+            if len(values) != channels or not all(type(v) in (int, float) and 0 <= v <= 1 for v in values) or \
+                    key == "std" and min(values) <= 0:
+                raise f.bad(key, f"is not {channels} number(s) in {'(0, 1]' if key == 'std' else '[0, 1]'}")
+            stats[key] = tuple(map(float, values))
+        f.section("source", optional=True)
+        return cls(name=f.str("name"), classes=tuple(classes), channels=channels,
+                   image_size=f.int("image_size", 1, MAX_IMAGE_SIZE), source=dict(d.get("source") or {}), **stats)
 
     def same_classes(self, other: "DatasetSpec") -> bool:
         return (self.classes, self.channels, self.image_size) == (other.classes, other.channels, other.image_size)

@@ -5,8 +5,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dcond.artifact import Artifact, open_artifact, plain_tensor, read_tensors
+from dcond.artifact import MANIFEST, Artifact, open_artifact, plain_tensor, read_tensors
 from dcond.errors import DcondError
+from dcond.validate import finite_state
 from dcond.models import convnet, resnet  # noqa: F401  (register the built-in models)
 from dcond.models.registry import MODELS, ModelSpec, create_model, parse_options
 
@@ -34,6 +35,11 @@ def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _apply_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    _check_fit(model, state, source)
+    model.load_state_dict(state)
+
+
+def _check_fit(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -42,7 +48,6 @@ def _apply_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
         parts = [f"{label} {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}"
                  for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
         raise DcondError(f"weights in {source} do not fit the model: {'; '.join(parts)}")
-    model.load_state_dict(state)
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
@@ -65,9 +70,22 @@ def load_weights(model: nn.Module, path: Path) -> None:
 
 
 def load_model(art: Artifact) -> nn.Module:
-    """The network stored in a model artifact, in eval mode on the CPU."""
-    model = create_model(ModelSpec.from_dict(art.section["spec"]))
-    _apply_state(model, art.tensors(WEIGHTS_FILE), str(art.path / WEIGHTS_FILE))
+    """The network stored in a model artifact, in eval mode on the CPU. The network is first built without
+    memory and compared with the weights, so a manifest that describes a network other than the stored one
+    (a huge one, say) is refused before anything is allocated."""
+    where = f"{art.path / MANIFEST}: model.spec"
+    spec = ModelSpec.from_dict(art.section.get("spec"), where)
+    if (spec.in_chans, spec.num_classes, spec.image_size) != \
+            (art.dataset.channels, art.dataset.num_classes, art.dataset.image_size):
+        raise DcondError(f"{where} describes a network for {spec.in_chans}-channel {spec.image_size}-pixel images of "
+                         f"{spec.num_classes} classes, not the artifact's dataset")
+    state = art.tensors(WEIGHTS_FILE)
+    with torch.device("meta"):
+        shell = create_model(spec)
+    _check_fit(shell, state, str(art.path / WEIGHTS_FILE))
+    finite_state(state, str(art.path / WEIGHTS_FILE))
+    model = create_model(spec)
+    _apply_state(model, state, str(art.path / WEIGHTS_FILE))
     return model.eval()
 
 

@@ -8,6 +8,7 @@ from torch import nn
 
 from dcond.errors import DcondError
 from dcond.registry import Registry
+from dcond.validate import MAX_CLASSES, MAX_IMAGE_SIZE, Fields
 
 MODELS: Registry = Registry("model")
 
@@ -26,8 +27,11 @@ class ModelSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelSpec":
-        return cls(d["name"], int(d["in_chans"]), int(d["num_classes"]), int(d["image_size"]), dict(d["options"]))
+    def from_dict(cls, d: Any, where: str = "spec") -> "ModelSpec":
+        f = Fields(d, where)
+        f.section("options")
+        return cls(f.str("name"), f.int("in_chans", 1, 3), f.int("num_classes", 2, MAX_CLASSES),
+                   f.int("image_size", 1, MAX_IMAGE_SIZE), dict(d["options"]))
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -56,5 +60,5 @@ def create_model(spec: ModelSpec) -> nn.Module:
                          "or timm:NAME, a timm model name, or tv:NAME for torchvision)")
     try:
         return build(spec.in_chans, spec.num_classes, spec.image_size, **spec.options)
-    except TypeError as e:
-        raise DcondError(f"model '{spec.name}' does not take these options {spec.options}: {e}") from None
+    except (TypeError, ValueError, RuntimeError, AssertionError) as e:  # how constructors refuse their arguments
+        raise DcondError(f"model '{spec.name}' cannot be built with options {spec.options}: {e}") from None

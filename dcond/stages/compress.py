@@ -13,7 +13,7 @@ from typing import Any
 import torch.nn.functional as F
 
 from dcond.artifact import Artifact, ArtifactWriter, open_artifact
-from dcond.bank import BANK_DIR, DenseBank, open_bank
+from dcond.bank import BANK_DIR, Bank, open_bank
 from dcond.compression import CODINGS, METHODS, Work, batches_per_epoch, layout, parse_chain
 from dcond.compression.quantize import DTYPES, dequantize
 from dcond.compression.topk import FILLS
@@ -58,7 +58,7 @@ class CompressConfig:
 def compress_labels(labels: Path, cfg: CompressConfig, out: Path | None = None, force: bool = False) -> Path:
     art = open_artifact(labels, kinds=("labels",))
     bank = open_bank(art)
-    if not isinstance(bank, DenseBank):
+    if bank.info["encoding"] != "dense":
         raise DcondError(f"{labels} holds an already compressed bank ({bank.info['encoding']}); compress the dense "
                          "bank it was made from")
     work = read_bank(bank)
@@ -105,7 +105,7 @@ def _card(src: dict[str, Any], section: dict[str, Any], method: str) -> dict[str
             "usage": ["dcond train-student <this folder> --model convnet"]}
 
 
-def read_bank(bank: DenseBank) -> Work:
+def read_bank(bank: Bank) -> Work:
     nb = batches_per_epoch(bank.info)
     ids, batches = [], []
     with progress("read bank epochs", bank.epochs) as task:
