@@ -116,7 +116,7 @@ class Artifact:
     def json(self, name: str) -> Any:
         try:
             return json.loads(self.file(name).read_text())
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
             raise DcondError(f"{self.path}: '{name}' is not valid JSON ({e})") from None
 
     @property
@@ -174,17 +174,23 @@ def open_artifact(path: Path | str, kinds: Iterable[str] | None = None) -> Artif
     it lists present with the recorded size, so a run fails before its first step rather than midway.
     (Contents are checked against their sha256 as they are read.) `kinds` restricts the accepted kinds."""
     art = read_manifest(path, kinds)
-    if content_digest(art.manifest) != art.digest:
-        raise DcondError(f"{art.path}: the manifest was edited after the artifact was made (its digest does not "
-                         f"match); refusing it (see `dcond verify {art.path}`)")
+    problems = quick_check(art)
+    if problems:
+        raise DcondError(f"{art.path}: {problems[0]}; refusing it (see `dcond verify {art.path}`)")
+    return art
+
+
+def quick_check(art: Artifact) -> list[str]:
+    """What can be seen without reading the files: an edited manifest, and files missing or of another size."""
+    problems = [] if content_digest(art.manifest) == art.digest else \
+        ["the manifest was edited after the artifact was made (its digest does not match)"]
     for name, entry in art.files.items():
         file = art.path / name
         if not file.is_file():
-            raise DcondError(f"{art.path}: '{name}' is missing (run `dcond verify {art.path}`)")
-        if file.stat().st_size != entry["size"]:
-            raise DcondError(f"{art.path}: '{name}' has {file.stat().st_size} bytes; the manifest records "
-                             f"{entry['size']} (run `dcond verify {art.path}`)")
-    return art
+            problems.append(f"'{name}' is missing")
+        elif file.stat().st_size != entry["size"]:
+            problems.append(f"'{name}' has {file.stat().st_size} bytes; the manifest records {entry['size']}")
+    return problems
 
 
 def read_manifest(path: Path | str, kinds: Iterable[str] | None = None) -> Artifact:

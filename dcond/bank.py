@@ -19,7 +19,7 @@ from dcond.artifact import MANIFEST, Artifact, ArtifactWriter
 from dcond.data.augment import ViewConfig, Views
 from dcond.errors import DcondError
 from dcond.registry import Registry
-from dcond.validate import MAX_EPOCHS, MAX_IMAGES, Fields, tensor
+from dcond.validate import MAX_EPOCHS, MAX_IMAGES, MAX_SEED, Fields, tensor
 
 BANK_DIR = "bank"
 
@@ -65,7 +65,7 @@ def open_bank(art: Artifact) -> Bank:
     info.int("batch_size", 1, info.int("num_images", 1, MAX_IMAGES))
     info.int("epochs", 1, MAX_EPOCHS, optional=True)
     info.number("temperature", 0, 1e6, above=True)
-    info.int("seed", 0, 2**63 - 1, optional=True)
+    info.int("seed", 0, MAX_SEED, optional=True)
     if info.data.get("views") is not None:
         try:
             ViewConfig.from_dict(info.data["views"])
@@ -115,6 +115,7 @@ class DenseBank:
         where = str(self.art.path / epoch_file(e))
         t = self.art.tensors(epoch_file(e))
         views, logits = Views.from_tensors(t, self.info["batch_size"], where), tensor(t, "logits", where).float()
+        views.check_images(self.info["num_images"], where)
         if len(views.order) != self.info["num_images"] or len(views) != -(-len(views.order) // views.batch_size) or \
                 logits.shape != (len(views.order), self.info["num_classes"]):
             raise DcondError(f"{where} does not hold the views the manifest describes")

@@ -7,17 +7,19 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dcond.artifact import Artifact, read_tensors
+from dcond.artifact import MANIFEST, Artifact
 from dcond.data import DatasetSpec, to_uint8
 from dcond.engine import autocast
 from dcond.errors import DcondError
 from dcond.models import classifier
 from dcond.synthesis import Observer, stat_gap
+from dcond.validate import MAX_CLASSES, MAX_IMAGE_SIZE, Fields, check_weights
 
 WEIGHTS_FILE = "generator.safetensors"
 SAMPLE_CHUNK = 500  # images generated per forward pass when sampling
@@ -44,10 +46,12 @@ class GeneratorSpec:
         return {"architecture": "upconv"} | asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GeneratorSpec":
-        if d.get("architecture") != "upconv":
-            raise DcondError(f"unknown generator architecture {d.get('architecture')!r}")
-        return cls(**{k: int(v) for k, v in d.items() if k != "architecture"})
+    def from_dict(cls, d: Any, where: str = "spec") -> "GeneratorSpec":
+        f = Fields(d, where)
+        f.str("architecture", ("upconv",))
+        return cls(f.int("num_classes", 2, MAX_CLASSES), f.int("channels", 1, 3),
+                   f.int("image_size", 1, MAX_IMAGE_SIZE), f.int("latent_dim", 1, 4096), f.int("width", 1, 4096),
+                   f.int("depth", 0, 12))
 
 
 class Generator(nn.Module):
@@ -98,13 +102,22 @@ def sample(generator: Generator, per_class: int, seed: int, device: torch.device
 
 def load_generator(art: Artifact) -> Generator:
     """The generator stored in a generator artifact, in float32 and eval mode on the CPU."""
-    section = art.section
-    generator = Generator(GeneratorSpec.from_dict(section["spec"]), art.dataset)
-    state = {k: v.float() for k, v in read_tensors(art.file(section["weights"])).items()}
-    try:
-        generator.load_state_dict(state)
-    except RuntimeError as e:
-        raise DcondError(f"{art.path}: the weights do not fit the generator's spec ({e})") from None
+    section = Fields(art.section, f"{art.path / MANIFEST}: generator")
+    spec = GeneratorSpec.from_dict(art.section.get("spec"), f"{section.where}.spec")
+    if (spec.num_classes, spec.channels, spec.image_size) != \
+            (art.dataset.num_classes, art.dataset.channels, art.dataset.image_size):
+        raise section.bad("spec", "does not describe images of the artifact's dataset")
+    weights = section.str("weights")
+    if weights not in art.files:
+        raise section.bad("weights", "is not a file of the artifact")
+    state = {k: v.float() for k, v in art.tensors(weights).items()}
+    check_weights(state, str(art.path / weights))
+    with torch.device("meta"):  # the spec's network, built without memory, must match the stored weights
+        shell = Generator(spec, art.dataset).state_dict()
+    if {k: v.shape for k, v in shell.items()} != {k: v.shape for k, v in state.items()}:
+        raise DcondError(f"{art.path}: the weights do not fit the generator's spec")
+    generator = Generator(spec, art.dataset)
+    generator.load_state_dict(state)
     return generator.eval()
 
 

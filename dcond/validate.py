@@ -17,6 +17,7 @@ MAX_CLASSES = 100_000
 MAX_IMAGE_SIZE = 4096
 MAX_IMAGES = 100_000_000
 MAX_EPOCHS = 1_000_000
+MAX_SEED = 2**31 - 1  # seeds are combined with epoch and unit numbers into 64-bit generator seeds
 
 
 def _shown(value: Any) -> str:
@@ -110,8 +111,8 @@ def tensor(tensors: dict[str, torch.Tensor], key: str, where: str, shape: tuple[
     return t
 
 
-def finite_state(state: dict[str, torch.Tensor], where: str) -> None:
-    """Network weights: every floating tensor finite (a NaN weight evaluates to chance, silently)."""
-    for key, t in state.items():
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise DcondError(f"{where}: tensor '{key}' holds NaN or infinite values")
+def check_weights(state: dict[str, torch.Tensor], where: str) -> None:
+    """Network weights: every floating tensor finite (a NaN weight evaluates to chance, silently), and
+    BatchNorm's running variances not negative."""
+    for key in state:
+        tensor(state, key, where, lo=0 if key.endswith("running_var") else None)

@@ -67,7 +67,10 @@ def main() -> None:
             _fail(e.format_message().replace("\n", " ") + hint, e.exit_code)
         if debug:
             raise
-        _fail(f"{type(e).__name__}: {e} (set DCOND_DEBUG=1 to see the traceback)", 1)  # unexpected: still one line
+        # unexpected: a bug in dcond, not the user's doing; still one line, and marked as such
+        detail = " ".join(str(e).split())[:300]
+        _fail(f"internal error: {type(e).__name__}: {detail} (a bug in dcond: please report it; DCOND_DEBUG=1 "
+              "shows the traceback)", 1)
 
 
 def _is_usage_error(e: Exception) -> bool:

@@ -3,9 +3,10 @@
 import json as jsonlib
 from typing import Any
 
-from dcond.artifact import Artifact, open_artifact, verify
+from dcond.artifact import Artifact, quick_check, read_manifest, verify
 from dcond.cli.common import (Data, DataRoot, Device, Download, ImageSize, InputArtifact, Json, Subset, data_options,
                               emit, input_path)
+from dcond.errors import DcondError
 from dcond.stages.evaluate import EvalConfig, evaluate_artifact
 
 
@@ -53,11 +54,21 @@ def describe(art: Artifact) -> dict[str, Any]:
 
 
 def inspect_cmd(artifact: InputArtifact = None, json: Json = False) -> None:
-    """A readable summary of an artifact (kind, dataset, sizes, lineage, metrics), without loading tensors."""
-    d = describe(open_artifact(input_path(artifact)))
+    """A readable summary of an artifact (kind, dataset, sizes, lineage, metrics), without loading tensors.
+    A damaged one is shown, then named as such, with a non-zero exit."""
+    art = read_manifest(input_path(artifact))
+    d = describe(art)
     if json:
-        print(jsonlib.dumps(d, indent=2))
-        return
+        print(jsonlib.dumps(d | {"problems": quick_check(art)}, indent=2))
+    else:
+        _print_summary(d)
+    problems = quick_check(art)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise DcondError(f"{art.path} is damaged: {problems[0]}{more}; run `dcond verify {art.path}`")
+
+
+def _print_summary(d: dict[str, Any]) -> None:
     rows = [("kind", d["kind"]), ("digest", d["digest"]),
             ("dataset", f"{d['dataset']['name']}: {d['dataset']['classes']} classes, "
                         f"{'×'.join(map(str, d['dataset']['shape']))}"),
@@ -65,9 +76,10 @@ def inspect_cmd(artifact: InputArtifact = None, json: Json = False) -> None:
                         f"torch {d['made_by']['torch']}, seed {d['made_by']['seed']}), {d['created']}"),
             ("size", f"{d['files']} files, {_size(d['bytes'])}")]
     rows += [(f"{d['kind']}.{k}", str(v)) for k, v in d[d["kind"]].items()]
-    rows += [("parent", f"{p['role']}: {p['kind']} {p['digest'][:19]}… at {p['path']}") for p in d["parents"]]
+    rows += [("parent", f"{p.get('role')}: {p['kind']} {p['digest'][:19]}… at {p.get('path')}") for p in d["parents"]]
     if d["lineage"]:
-        rows.append(("lineage", " → ".join(f"{a['kind']} {a['digest'][7:15]} ({a['stage']})" for a in d["lineage"])))
+        rows.append(("lineage", " → ".join(f"{a['kind']} {a['digest'][7:15]} ({a.get('stage')})"
+                                           for a in d["lineage"])))
     rows += [(f"metric {key}", ", ".join(f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in m.items()))
              for key, m in d["metrics"].items()]
     width = max(len(name) for name, _ in rows)
@@ -91,5 +103,7 @@ def verify_cmd(artifact: InputArtifact = None, json: Json = False) -> None:
             print("manifest: its digest does not match its file list (the manifest was edited)")
         print(f"{'intact' if report.intact else 'NOT intact'}: {report.path} ({report.checked} files checked)")
     if not report.intact:
-        raise SystemExit(1)
+        counts = [f"{len(names)} {label}" for label, names in problems.items() if names]
+        counts += [] if report.digest_ok else ["an edited manifest"]
+        raise DcondError(f"{report.path} is not intact: {', '.join(counts)}")
 

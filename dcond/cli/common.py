@@ -17,6 +17,7 @@ from dcond.data.sources import DEFAULT_HOLDOUT
 from dcond.data.augment import ViewConfig
 from dcond.distributed import world
 from dcond.errors import DcondError
+from dcond.validate import MAX_SEED
 
 Data = Annotated[str, typer.Option("--data", help="Dataset: fashion-mnist, mnist, cifar10, cifar100, an ImageFolder "
                                                   "directory, or a dcond images artifact.")]
@@ -28,7 +29,7 @@ Subset = Annotated[Optional[int], typer.Option("--subset", help="A class-balance
 Out = Annotated[Optional[Path], typer.Option("--out", help="Output artifact folder (default: a new one in ./runs).")]
 Force = Annotated[bool, typer.Option("--force", help="Replace an existing output artifact.")]
 Json = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout instead of the path.")]
-Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
+Seed = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Random seed.")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 Teachers = Annotated[Optional[list[Path]], typer.Option("--teacher", help="Teacher model artifact; repeat for "
                                                                        "several (their logits are averaged).")]

@@ -12,6 +12,7 @@ from dcond.data.augment import ViewConfig
 from dcond.stages.compress import CompressConfig, compress_labels
 from dcond.stages.import_labels import ImportConfig, import_labels
 from dcond.stages.relabel import RelabelConfig, relabel
+from dcond.validate import MAX_SEED
 
 R, V, C, Imp = RelabelConfig, ViewConfig, CompressConfig, ImportConfig
 Temperature = Annotated[float, typer.Option(help="Recorded for the student's KL loss.")]
@@ -66,7 +67,7 @@ def import_labels_cmd(
     input_size: Annotated[int, typer.Option(help="The side of the views the relabel script rendered (its "
                                                  "--input-size).", show_default=False)],
     data: Annotated[str, typer.Option(help="For an image folder: the dataset its images condense.")] = Imp.data,
-    fkd_seed: Annotated[int, typer.Option(help="The relabel script's --fkd-seed.")] = Imp.fkd_seed,
+    fkd_seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="The relabel script's --fkd-seed.")] = Imp.fkd_seed,
     temperature: Temperature = Imp.temperature,
     dtype: Annotated[str, typer.Option(help="Stored logits: float16, bfloat16 or float32.")] = Imp.dtype,
     out: Out = None, force: Force = False, json: Json = False,

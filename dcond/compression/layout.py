@@ -22,7 +22,7 @@ from dcond.compression.quantize import dequantize
 from dcond.compression.topk import FILLS
 from dcond.data.augment import ViewConfig, Views, draw_epoch, epoch_generator
 from dcond.errors import DcondError
-from dcond.validate import MAX_EPOCHS, Fields, tensor
+from dcond.validate import MAX_EPOCHS, MAX_SEED, Fields, tensor
 
 POOL = "pool"
 
@@ -135,7 +135,7 @@ def _check_section(art: Artifact) -> None:
         if method not in steps:
             raise info.bad("chain", f"has no {method} record")
     if "prune" in needed:  # a pool: each epoch replays draws from it, seeded by the prune step
-        steps["prune"].int("seed", 0, 2**63 - 1)
+        steps["prune"].int("seed", 0, MAX_SEED)
     if "topk" in needed:
         steps["topk"].str("fill", FILLS)
     files = info.section("files")

@@ -7,7 +7,7 @@ from torch import nn
 
 from dcond.artifact import MANIFEST, Artifact, open_artifact, plain_tensor, read_tensors
 from dcond.errors import DcondError
-from dcond.validate import finite_state
+from dcond.validate import check_weights
 from dcond.models import convnet, resnet  # noqa: F401  (register the built-in models)
 from dcond.models.registry import MODELS, ModelSpec, create_model, parse_options
 
@@ -83,7 +83,7 @@ def load_model(art: Artifact) -> nn.Module:
     with torch.device("meta"):
         shell = create_model(spec)
     _check_fit(shell, state, str(art.path / WEIGHTS_FILE))
-    finite_state(state, str(art.path / WEIGHTS_FILE))
+    check_weights(state, str(art.path / WEIGHTS_FILE))
     model = create_model(spec)
     _apply_state(model, state, str(art.path / WEIGHTS_FILE))
     return model.eval()

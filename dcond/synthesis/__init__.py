@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dcond.artifact import Artifact
+from dcond.artifact import MANIFEST, Artifact
 from dcond.data import DatasetSpec, to_uint8
 from dcond.data.augment import crop_boxes, resize_crops
 from dcond.engine import autocast, lr_factor, set_lr
@@ -24,6 +24,7 @@ from dcond.log import progress
 from dcond.models import bn_layers
 from dcond.registry import Registry
 from dcond.units import Unit
+from dcond.validate import Fields, tensor
 
 Stats = tuple[torch.Tensor, torch.Tensor]  # per-channel mean and (biased) variance
 
@@ -42,9 +43,14 @@ class Observer:
     def from_artifact(cls, art: Artifact, model: nn.Module, device: torch.device) -> "Observer":
         named = bn_layers(model)
         class_stats = None
-        if art.section.get("bn_stats"):
-            t = art.tensors(art.section["bn_stats"])
-            class_stats = [(t[f"{n}.mean"].to(device), t[f"{n}.var"].to(device)) for n, _ in named]
+        stats_file = Fields(art.section, f"{art.path / MANIFEST}: model").str("bn_stats", optional=True)
+        if stats_file:
+            t, where = art.tensors(stats_file), str(art.path / stats_file)
+            shapes = [(art.dataset.num_classes, m.num_features) for _, m in named]
+            tensor(t, "count", where, (art.dataset.num_classes,), lo=0)
+            class_stats = [(tensor(t, f"{n}.mean", where, shape).to(device),
+                            tensor(t, f"{n}.var", where, shape, lo=0).to(device))
+                           for (n, _), shape in zip(named, shapes)]
         return cls(model, [m for _, m in named], class_stats)
 
     def running(self, i: int) -> Stats:
