@@ -95,6 +95,7 @@ def test_broken_weights_are_refused_naming_file_and_field(cli, teacher_copy, edi
     (lambda m: m["model"]["spec"].__setitem__("num_classes", 10**9), "model.spec.num_classes = 1000000000 is out"),
     (lambda m: m["model"]["spec"]["options"].__setitem__("width", 10**6), "do not fit the model"),
     (lambda m: m["files"].__setitem__("../teacher/model.safetensors", {}), "points outside the artifact"),
+    (lambda m: m["files"].__setitem__("/etc/hostname", {}), "points outside the artifact"),
 ])
 def test_resealed_manifests_out_of_bounds_are_refused_naming_the_field(cli, teacher_copy, edit, words):
     edit_manifest(teacher_copy, edit, sealed=True)
