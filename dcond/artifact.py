@@ -41,6 +41,7 @@ IMAGES_DIR = "images"
 ZSTD_SUFFIX = ".zst"  # a file zstandard-compressed as a whole
 TMP_SUFFIX = ".tmp"  # a file being written (atomic_path); never part of an artifact
 MAX_MANIFEST_BYTES = 256 << 20
+MAX_FOLDER_NAME = 100  # characters of a class name kept in its folder's name (the index keeps folders apart)
 _CHUNK = 1 << 20
 
 
@@ -484,7 +485,7 @@ def _replace_dir(src: Path, out: Path) -> None:
 
 def class_folder(index: int, name: str, num_classes: int) -> str:
     """`007_Sneaker`: the index prefix keeps the class order when other tools sort folders as an ImageFolder."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:MAX_FOLDER_NAME]
     return f"{index:0{max(3, len(str(num_classes - 1)))}d}_{safe}"
 
 

@@ -60,6 +60,10 @@ def main() -> None:
         if debug:
             raise
         _fail(str(e), 1)
+    except OSError as e:  # the file system said no (permissions, a full disk, a name too long): not a bug
+        if debug:
+            raise
+        _fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e), 1)
     except Exception as e:
         if _is_usage_error(e):
             ctx = getattr(e, "ctx", None)

@@ -4,7 +4,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dcond.errors import DcondError
-from dcond.validate import MAX_CLASSES, MAX_IMAGE_SIZE, Fields
+from dcond.validate import MAX_CLASSES, MAX_IMAGE_SIZE, MAX_IMAGES, Fields
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,13 @@ class DatasetSpec:
                     key == "std" and min(values) <= 0:
                 raise f.bad(key, f"is not {channels} number(s) in {'(0, 1]' if key == 'std' else '[0, 1]'}")
             stats[key] = tuple(map(float, values))
-        f.section("source", optional=True)
+        source = f.section("source", optional=True)
+        if source is not None:
+            for key in ("type", "name", "path"):
+                source.str(key, optional=True)
+            holdout = source.section("holdout", optional=True)
+            if holdout is not None:
+                holdout.number("fraction", 0, 1), holdout.int("count", 0, MAX_IMAGES), holdout.str("sha256")
         return cls(name=f.str("name"), classes=tuple(classes), channels=channels,
                    image_size=f.int("image_size", 1, MAX_IMAGE_SIZE), source=dict(d.get("source") or {}), **stats)
 
