@@ -294,7 +294,7 @@ def _same_meaning(text: str, path: Path) -> bool:
     entry, which the digest leaves out by design): nothing for a reader to detect."""
     try:
         return _sealed(json.loads(path.read_text())) == _sealed(json.loads(text))
-    except (ValueError, OSError, TypeError, AttributeError):
+    except (ValueError, OSError, TypeError, AttributeError, KeyError):
         return False
 
 
