@@ -1,3 +1,3 @@
 """dcond: dataset condensation as a chain of command-line stages over standard artifact folders."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -4,8 +4,6 @@ a teacher (stated with their formulas in docs/methods.md) and the seeded samplin
 """
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,7 +16,8 @@ from dcond.data import DatasetSpec, to_uint8
 from dcond.engine import autocast
 from dcond.errors import DcondError
 from dcond.models import classifier
-from dcond.synthesis import Observer, stat_gap
+from dcond.realstats import layer_inputs
+from dcond.synthesis import Observer, gap
 from dcond.validate import MAX_CLASSES, MAX_IMAGE_SIZE, Fields, check_weights
 
 WEIGHTS_FILE = "generator.safetensors"
@@ -124,24 +123,6 @@ def load_generator(art: Artifact) -> Generator:
 # --- losses ---------------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def layer_inputs(modules: list[nn.Module]) -> Iterator[list[torch.Tensor]]:
-    """The input of each module during the (single) forward pass inside the block, in module order."""
-    captured: list[torch.Tensor] = [torch.empty(0)] * len(modules)
-
-    def hook(i: int):
-        def store(module: nn.Module, inputs: tuple[torch.Tensor]) -> None:
-            captured[i] = inputs[0].float()
-        return store
-
-    handles = [m.register_forward_pre_hook(hook(i)) for i, m in enumerate(modules)]
-    try:
-        yield captured
-    finally:
-        for h in handles:
-            h.remove()
-
-
 def match_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """Mean over classes of the mean squared gap between the class's mean fake and mean real feature.
     fake: K×B×D, real: K×R×D."""
@@ -179,13 +160,13 @@ def class_bn_loss(observer: Observer, bn_inputs: list[torch.Tensor], num_classes
     """Mean over classes, summed over BN layers, of the gap between the statistics of the class's fake
     batch and the class's statistics in real data (stored in the teacher artifact)."""
     gaps = []
-    for x, (means, variances) in zip(bn_inputs, observer.class_stats):
+    for x, i in zip(bn_inputs, observer.bn):
+        means, variances = observer.classes[i][:2]
         x = x.unflatten(0, (num_classes, -1))  # K × B × C × …
         dims = [1, *range(3, x.ndim)]
         mu, var = x.mean(dims), x.var(dims, unbiased=False)
-        gaps += [stat_gap((mu[c], var[c]), (means[c], variances[c])) for c in range(num_classes)]
+        gaps += [gap((mu[c], var[c]), (means[c], variances[c])) for c in range(num_classes)]
     return torch.stack(gaps).sum() / num_classes
-
 
 
 LOSS_TERMS = ("match", "bn", "intra", "inter", "ce")
@@ -197,7 +178,7 @@ def generator_losses(observer: Observer, fake: torch.Tensor, real: torch.Tensor,
     for every class."""
     model, head = observer.model, classifier(observer.model)  # the head's input is the feature embedding
     labels = torch.arange(num_classes, device=fake.device).repeat_interleave(len(fake) // num_classes)
-    with layer_inputs([head, *observer.layers]) as captured, autocast(fake.device, amp):
+    with layer_inputs([head, *(observer.layers[i] for i in observer.bn)]) as captured, autocast(fake.device, amp):
         logits = model(fake).float()
     features = _per_class(captured[0], num_classes)
     loss = {"match": lambda: match_loss(features, _class_features(model, head, real, num_classes, amp)),

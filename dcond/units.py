@@ -35,9 +35,10 @@ class Unit:
         return torch.tensor(self.classes).repeat_interleave(self.count)
 
 
-def plan_units(num_classes: int, ipc: int, per_unit: int, seed: int, mix_classes: bool = False) -> list[Unit]:
-    """Chunks of `per_unit` images of one class each, or, with `mix_classes`, of every class at once."""
-    groups = [tuple(range(num_classes))] if mix_classes else [(c,) for c in range(num_classes)]
+def plan_units(num_classes: int, ipc: int, per_unit: int, seed: int, classes_per_unit: int = 1) -> list[Unit]:
+    """Chunks of `per_unit` images of each of `classes_per_unit` consecutive classes (every class at once when
+    it is the number of classes)."""
+    groups = [tuple(range(c, min(c + classes_per_unit, num_classes))) for c in range(0, num_classes, classes_per_unit)]
     units = []
     for classes in groups:
         for start in range(0, ipc, per_unit):

@@ -21,10 +21,10 @@ def one_error_line(r) -> str:
 def test_train_teacher_prints_only_the_path(tiny_teacher, tmp_path):
     art = open_artifact(tiny_teacher)
     assert tiny_teacher == tmp_path / "teacher" and art.kind == "model"
-    assert {"model.safetensors", "bn_stats.safetensors", "metrics.json", "README.md"} <= set(art.files)
+    assert {"model.safetensors", "stats.safetensors", "metrics.json", "README.md"} <= set(art.files)
     assert art.section["spec"]["options"] == {"width": 8, "depth": 2}
-    stats = load_file(tiny_teacher / "bn_stats.safetensors")
-    assert stats["count"].tolist() == [8, 8, 8] and stats["1.mean"].shape == (3, 8)
+    stats = load_file(tiny_teacher / "stats.safetensors")
+    assert stats["count"].tolist() == [8, 8, 8] and stats["1.class_mean"].shape == (3, 8)
     assert art.metrics["tiny:test"]["samples"] == 12 and art.section["evaluated_on"] == "test"
 
 
@@ -69,7 +69,7 @@ def test_inspect_and_verify_on_a_copy(cli, tiny_teacher, tmp_path):
 
 @pytest.mark.parametrize("damage, label", [
     (lambda p: (p / "metrics.json").write_text("{}"), "mismatched: metrics.json"),
-    (lambda p: (p / "bn_stats.safetensors").unlink(), "missing: bn_stats.safetensors"),
+    (lambda p: (p / "stats.safetensors").unlink(), "missing: stats.safetensors"),
     (lambda p: (p / "notes.txt").write_text("x"), "extra: notes.txt"),
 ])
 def test_verify_fails_on_damage(cli, tiny_teacher, damage, label):

@@ -10,8 +10,10 @@ from dcond.engine import place
 from dcond.errors import DcondError
 from dcond.models import load_teachers
 from dcond.stages.select import SelectConfig, select
-from dcond.stages.synthesize import SynthConfig, resolve_settings, synthesize
-from dcond.synthesis import SYNTHESIZERS, Observer, SynthContext, synthesize_unit
+from dcond.data.spec import DatasetSpec
+from dcond.realstats import batch_stats, is_conv, layer_inputs
+from dcond.stages.synthesize import SynthConfig, resolve_settings, synthesize, unit_shape
+from dcond.synthesis import SYNTHESIZERS, Observer, SynthContext, gap, synthesize_unit
 from dcond.units import plan_units
 
 FAST = dict(ipc=2, iterations=20)
@@ -33,17 +35,19 @@ def _context(teacher, method_name, **overrides):
     cfg = SynthConfig(method=method_name, **(FAST | overrides))
     method = SYNTHESIZERS.get(method_name)()
     spec, device = arts[0].dataset, torch.device("cpu")
+    starts = {c: torch.randint(0, 256, (2, 1, 12, 12), dtype=torch.uint8) for c in range(3)}  # "real" images
     ctx = SynthContext([Observer.from_artifact(arts[0], place(models[0], device).eval(), device)], spec, device,
-                       resolve_settings(cfg, method, spec))
+                       resolve_settings(cfg, method, spec), starts if method.real_init else {})
     return ctx, method
 
 
-@pytest.mark.parametrize("method", ["sre2l", "classwise"])
-def test_the_statistics_loss_falls(method, tiny_teacher):
-    ctx, m = _context(tiny_teacher, method, iterations=60, r_bn=1.0, lr=0.1, crop_scale=(1.0, 1.0), jitter=0)
-    unit = plan_units(3, 2, 2, 0, m.mix_classes)[0]
+@pytest.mark.parametrize("method, fall", [("sre2l", 0.7), ("classwise", 0.7), ("edc", 0.8)])
+def test_the_statistics_loss_falls(method, fall, tiny_teacher):
+    ctx, m = _context(tiny_teacher, method, iterations=60, r_bn=1.0, lr=0.1, crop_scale=(1.0, 1.0), jitter=0,
+                      flip=0.0)
+    unit = plan_units(3, 2, 2, 0, 3 if m.batching == "mixed" else 1)[0]
     _, history = synthesize_unit(ctx, m, unit)
-    assert sum(history[-10:]) / 10 < 0.7 * sum(history[:10]) / 10
+    assert sum(history[-10:]) / 10 < fall * sum(history[:10]) / 10
 
 
 def test_classwise_batches_hold_one_class(tiny_teacher, tmp_path, monkeypatch):
@@ -53,7 +57,7 @@ def test_classwise_batches_hold_one_class(tiny_teacher, tmp_path, monkeypatch):
     synthesize(tiny_teacher, DataOptions(""), SynthConfig(method="classwise", ipc=3, iterations=2, per_unit=2),
                tmp_path / "s")
     assert len(seen) == 6 and all(len(set(labels.tolist())) == 1 for labels in seen)
-    mixed = plan_units(3, 2, 2, 0, mix_classes=True)
+    mixed = plan_units(3, 2, 2, 0, classes_per_unit=3)
     assert mixed[0].labels.tolist() == [0, 0, 1, 1, 2, 2]
 
 
@@ -94,3 +98,61 @@ def test_synthesize_cli_chains_into_train_student(cli, tiny_teacher, tmp_path):
     assert r.code == 0, r.stderr
     r = cli("train-student", *TINY_MODEL, "--epochs", 2, stdin=r.stdout)
     assert r.code == 0 and open_artifact(r.stdout.strip()).section["labels"] == "bank", r.stderr
+
+
+def _spec(classes: int, size: int, channels: int = 3) -> DatasetSpec:
+    return DatasetSpec("d", tuple(map(str, range(classes))), channels, size, (0.5,) * channels, (0.25,) * channels)
+
+
+@pytest.mark.parametrize("method, classes, size, expected", [
+    ("edc", 10, 28, {"recipe": "cifar10", "iterations": 75, "r_bn": 0.01, "crop_scale": (0.08, 1.0), "lr": 0.05}),
+    ("edc", 100, 32, {"recipe": "cifar100", "iterations": 2000, "r_bn": 0.01, "crop_scale": (0.5, 1.0)}),
+    ("edc", 1000, 224, {"recipe": "imagenet", "iterations": 1000, "r_bn": 0.1, "crop_scale": (0.5, 1.0)}),
+    ("sre2l", 10, 28, {"recipe": "cifar10", "iterations": 1000, "crop_scale": None, "flip": 0.0, "jitter": 4}),
+    ("sre2l", 1000, 224, {"recipe": "imagenet", "iterations": 4000, "crop_scale": (0.08, 1.0), "jitter": 32}),
+    ("classwise", 200, 64, {"recipe": "tiny-imagenet", "r_bn": 0.05, "lr": 0.1, "iterations": 4000}),
+])
+def test_with_no_flags_a_method_runs_its_authors_recipe_for_data_of_that_shape(method, classes, size, expected):
+    settings = resolve_settings(SynthConfig(method=method, ipc=10), SYNTHESIZERS.get(method)(), _spec(classes, size))
+    assert {k: settings[k] for k in expected} == expected
+
+
+def test_flags_and_a_named_recipe_override_the_automatic_one():
+    edc = SYNTHESIZERS.get("edc")()
+    settings = resolve_settings(SynthConfig(method="edc", recipe="imagenet", iterations=7), edc, _spec(10, 28))
+    assert (settings["recipe"], settings["iterations"], settings["r_bn"]) == ("imagenet", 7, 0.1)
+    with pytest.raises(DcondError, match="--recipe must be auto or one of"):
+        SynthConfig(recipe="mnist")
+
+
+@pytest.mark.parametrize("batching, ipc, expected", [
+    ("class-major", 1, (1, 10)), ("class-major", 3, (3, 3)), ("class-major", 10, (10, 1)), ("class-major", 50, (10, 1)),
+    ("per-class", 1, (1, 1)), ("mixed", 50, (10, 10)), ("mixed", 2, (2, 10)),
+])
+def test_units_are_batches_of_the_recipes_size_made_as_the_method_makes_them(batching, ipc, expected):
+    assert unit_shape(batching, 10 if batching != "mixed" else 100, None, ipc, 10) == expected
+
+
+def test_edc_matches_every_bn_and_conv_input_softly_through_a_moving_average(shared_teacher_images):
+    """EDC's loss, checked against its formula: at every BN and Conv2d input, α·gap to the whole set's
+    statistics + (1 − α)·gap to the class's, the first layer ×10; the statistics compared are a moving average
+    (from 0, momentum β) whose gradient is the current batch's."""
+    teacher, _ = shared_teacher_images
+    ctx, edc = _context(teacher, "edc", alpha=0.3, ema_momentum=0.8)
+    observer = ctx.observers[0]
+    unit = plan_units(3, 2, 2, 0)[1]  # class 1
+    x = torch.randn(2, 1, 12, 12, requires_grad=True)
+    with layer_inputs(observer.layers) as inputs:
+        observer.model(x)
+    state: dict = {}
+    edc.stat_loss(ctx, observer, inputs, unit, state)
+    loss = edc.stat_loss(ctx, observer, inputs, unit, state)  # second step: the average is 0.36 s
+    expected = 0
+    for i, (inp, layer) in enumerate(zip(inputs, observer.layers)):
+        stats = [0.36 * s for s in batch_stats(inp.detach(), is_conv(layer), 4)]
+        term = 0.3 * gap(stats, observer.global_target(i)) + 0.7 * gap(stats, observer.class_target(i, unit.labels))
+        expected += (10 if i == 0 else 1) * term
+    torch.testing.assert_close(loss, expected)
+    assert len(observer.layers) == 4 and sum(map(is_conv, observer.layers)) == 2  # conv, BN, conv, BN
+    loss.backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0

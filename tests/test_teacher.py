@@ -5,27 +5,38 @@ from safetensors.torch import load_file
 import dcond.stages.teacher as teacher
 from conftest import make_image_folder
 from dcond.artifact import open_artifact
-from dcond.bnstats import class_bn_statistics
 from dcond.data import DataOptions, load_all, load_split, to_input
 from dcond.data.sources import load_for_teacher
 from dcond.models import ModelSpec, create_model
+from dcond.realstats import real_statistics
 from dcond.stages.teacher import TeacherConfig, train_teacher
 
 TINY = {"width": 8, "depth": 2}
 
 
-def test_class_bn_statistics_match_a_direct_computation(tiny_folder):
+def test_statistics_of_real_data_match_a_direct_computation(tiny_folder):
+    """Per class, the mean over its images of each image's own statistics (so the variance is the mean of
+    per-image spatial variances); at Conv2d inputs also 4×4-patch statistics and whole-set statistics."""
     spec, files = load_split(DataOptions(str(tiny_folder), image_size=12), "train")
     data = load_all(files)
     model = create_model(ModelSpec("convnet", 1, 3, 12, TINY)).eval()
-    stats = class_bn_statistics(model, data, spec, torch.device("cpu"), batch_size=5)
+    stats = real_statistics(model, data, spec, torch.device("cpu"), batch_size=5)
     with torch.no_grad():
-        first_conv = model[0](to_input(data.images, spec)).double()
+        pixels = to_input(data.images, spec).double()
+        first_conv = model[0](pixels.float()).double()
     for c in range(3):
-        x = first_conv[data.labels == c].transpose(0, 1).flatten(1)
-        torch.testing.assert_close(stats["1.mean"][c], x.mean(1).float(), rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(stats["1.var"][c], x.var(1, unbiased=False).float(), rtol=1e-4, atol=1e-5)
-    assert stats["count"].tolist() == [8, 8, 8]
+        mine = data.labels == c
+        x = first_conv[mine]  # the BN layer's input
+        torch.testing.assert_close(stats["1.class_mean"][c], x.mean((0, 2, 3)).float(), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(stats["1.class_var"][c], x.var((2, 3), unbiased=False).mean(0).float(),
+                                   rtol=1e-4, atol=1e-5)
+        tiles = pixels[mine].unfold(2, 4, 4).unfold(3, 4, 4)  # images × 1 × 3 × 3 × 4 × 4
+        torch.testing.assert_close(stats["0.class_patch_mean"][c], tiles.mean((1, 4, 5)).flatten(1).mean(0).float(),
+                                   rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(stats["0.var"], pixels.var((0, 2, 3), unbiased=False).float(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(stats["0.patch_mean"], pixels.unfold(2, 4, 4).unfold(3, 4, 4).mean((0, 1, 4, 5))
+                               .flatten().float(), rtol=1e-4, atol=1e-5)
+    assert stats["count"].tolist() == [8, 8, 8] and "1.patch_mean" not in stats  # BN: running buffers instead
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tiny_folder, tmp_path, monkeypatch):
@@ -53,10 +64,11 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_folder, tmp_path,
     assert not list(tmp_path.glob(".*"))
 
 
-def test_a_network_without_batchnorm_stores_no_statistics(tiny_folder, tmp_path):
+def test_a_network_without_batchnorm_stores_convolution_statistics_only(tiny_folder, tmp_path):
     out = train_teacher(DataOptions(str(tiny_folder), image_size=12),
                         TeacherConfig(model_options=TINY | {"norm": "instance"}, epochs=1), tmp_path / "t")
-    assert not (out / "bn_stats.safetensors").exists()
+    stats = load_file(out / "stats.safetensors")
+    assert "0.class_patch_var" in stats and "0.var" in stats and not open_artifact(out).section["bn_layers"]
 
 
 def test_import_outside_weights_with_zero_epochs(tiny_folder, tmp_path):
@@ -78,6 +90,6 @@ def test_a_folder_without_test_split_is_measured_on_held_out_images_only(tmp_pat
     held = art.json("holdout.json")
     assert set(art.metrics) == {"flat:holdout"} and art.metrics["flat:holdout"]["samples"] == len(held) == 3
     assert art.section["evaluated_on"] == "holdout" and art.section["train_images"] == 27
-    assert load_file(out / "bn_stats.safetensors")["count"].tolist() == [9, 9, 9]
+    assert load_file(out / "stats.safetensors")["count"].tolist() == [9, 9, 9]
     _, _, train = load_for_teacher(DataOptions(""), art.dataset)  # what select and synthesize draw from
     assert not {p.relative_to(folder).as_posix() for p in train.paths} & set(held)

@@ -12,7 +12,7 @@ from dcond.stages.generative import GENERATIVE, GenerativeConfig, train_generato
 from dcond.stages.sample import SampleConfig, sample_images
 from dcond.stages.select import SelectConfig, select
 from dcond.stages.synthesize import SynthConfig, synthesize
-from dcond.synthesis import SYNTHESIZERS
+from dcond.synthesis import RECIPES, SYNTHESIZERS
 
 C, Y, G = SelectConfig, SynthConfig, GenerativeConfig
 Ipc = Annotated[int, typer.Option("--ipc", help="Images per class.")]
@@ -55,8 +55,11 @@ def synthesize_cmd(
                                              "generator; it uses the options marked generative: and --iterations, "
                                              "--lr, --r-bn, --data, --amp).")] = Y.method,
     ipc: Ipc = Y.ipc,
-    iterations: Annotated[int, typer.Option(help="Optimisation steps per unit (generative: training "
-                                                 "steps).")] = Y.iterations,
+    recipe: Annotated[str, typer.Option(help=f"Whose settings fill in what no flag sets: the method's authors' "
+                                             f"script for data of this shape (auto), or {', '.join(RECIPES)}."
+                                        )] = Y.recipe,
+    iterations: Annotated[Optional[int], typer.Option(help="Optimisation steps per unit (default: the recipe's; "
+                                                           "generative: training steps).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default: the method's).")] = None,
     r_bn: Annotated[Optional[float], typer.Option(help="Weight of the BN-statistics loss (default: the "
                                                        "method's).")] = None,
@@ -65,7 +68,8 @@ def synthesize_cmd(
                                                                            "method's).")] = None,
     jitter: Annotated[Optional[int], typer.Option(help="Random roll in pixels (default: scaled from "
                                                        "SRe2L's 32 of 224).")] = None,
-    flip: float = Y.flip,
+    flip: Annotated[Optional[float], typer.Option(help="Chance of a flip per iteration (default: the "
+                                                       "recipe's).")] = None,
     alpha: Annotated[float, typer.Option(help="edc: weight of global against class statistics.")] = Y.alpha,
     ema_momentum: Annotated[float, typer.Option(help="edc: EMA of synthetic statistics.")] = Y.ema_momentum,
     per_unit: Annotated[Optional[int], typer.Option(help="Images of each class per unit of work.")] = None,
@@ -98,7 +102,7 @@ def synthesize_cmd(
     data_opts = data_options(data, data_root, download, 32, None)
     if method == GENERATIVE:  # a generator, not pixels: its own stage and config, sharing the common flags
         gen_cfg = GenerativeConfig(
-            latent_dim=latent_dim, width=gen_width, depth=gen_depth, iterations=iterations,
+            latent_dim=latent_dim, width=gen_width, depth=gen_depth, iterations=iterations or G.iterations,
             lr=G.lr if lr is None else lr,
             gen_batch=gen_batch, real_batch=real_batch, match_weight=match_weight,
             bn_weight=G.bn_weight if r_bn is None else r_bn, intra_weight=intra_weight, inter_weight=inter_weight,
@@ -106,7 +110,7 @@ def synthesize_cmd(
             device=device, amp=amp)
         emit(train_generator(input_path(teacher_artifact), data_opts, gen_cfg, out, force), json)
         return
-    cfg = SynthConfig(method=method, ipc=ipc, iterations=iterations, lr=lr, r_bn=r_bn,
+    cfg = SynthConfig(method=method, ipc=ipc, recipe=recipe, iterations=iterations, lr=lr, r_bn=r_bn,
                       first_bn_weight=first_bn_weight, crop_scale=tuple(crop_scale) if crop_scale else None,
                       jitter=jitter, flip=flip, alpha=alpha, ema_momentum=ema_momentum, per_unit=per_unit,
                       init=init, teachers=list(teacher or []), relabel_epochs=relabel_epochs, seed=seed,

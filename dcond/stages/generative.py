@@ -79,7 +79,7 @@ def train_generator(teacher: Path, data: DataOptions, cfg: GenerativeConfig, out
     spec = teacher_art.dataset
     device = resolve_device(cfg.device)
     observer = Observer.from_artifact(teacher_art, place(model, device).eval(), device)
-    if "bn" in cfg.terms and observer.class_stats is None:
+    if "bn" in cfg.terms and observer.classes is None:
         raise DcondError(f"the BN-statistics loss needs the per-class BN statistics of the teacher, which "
                          f"{teacher_art.path} does not hold; pass --r-bn 0")
     data, _, train = load_for_teacher(data, spec)

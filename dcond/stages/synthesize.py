@@ -20,7 +20,7 @@ from dcond.engine import place, resolve_device
 from dcond.errors import DcondError
 from dcond.models import load_teachers
 from dcond.stages.condensed import write_condensed
-from dcond.synthesis import SYNTHESIZERS, Method, Observer, SynthContext, synthesize_unit
+from dcond.synthesis import RECIPES, SYNTHESIZERS, Method, Observer, SynthContext, recipe_for, synthesize_unit
 from dcond.units import plan_units
 
 
@@ -28,16 +28,18 @@ from dcond.units import plan_units
 class SynthConfig:
     method: str = "sre2l"
     ipc: int = 10
-    iterations: int = 1000
-    lr: float | None = None  # None: the method's published default (see `defaults` in its module)
-    r_bn: float | None = None  # weight of the BN-statistics loss
+    recipe: str = "auto"  # whose settings: the authors' script for data of this shape (RECIPES), or "auto"
+    # None: the recipe's value (see `RECIPES` in the method's module)
+    iterations: int | None = None
+    lr: float | None = None
+    r_bn: float | None = None  # weight of the statistics loss
     first_bn_weight: float = 10.0
     crop_scale: tuple[float, float] | None = None
     jitter: int | None = None  # pixels of random roll per iteration
-    flip: float = 0.5
-    alpha: float = 0.5  # edc: weight of the global statistics against the class's
+    flip: float | None = None
+    alpha: float = 0.5  # edc: weight of the whole set's statistics against the classes'
     ema_momentum: float = 0.8  # edc: EMA of the synthetic statistics
-    per_unit: int | None = None  # images of each class per unit (default: 100 in all for mixed units, else IPC)
+    per_unit: int | None = None  # images of each class optimised together
     init: Path | None = None  # edc: an images artifact to start from (default: random real images)
     teachers: list[Path] = field(default_factory=list)  # more observers (cycled) and relabel teachers
     relabel_epochs: int = 0
@@ -47,20 +49,37 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         SYNTHESIZERS.get(self.method)
-        if self.ipc < 1 or self.iterations < 1 or (self.per_unit is not None and self.per_unit < 1):
+        if self.recipe not in ("auto", *RECIPES):
+            raise DcondError(f"--recipe must be auto or one of {', '.join(RECIPES)}")
+        if self.ipc < 1 or any(v is not None and v < 1 for v in (self.iterations, self.per_unit)):
             raise DcondError("--ipc, --iterations and --per-unit must be at least 1")
         if not 0 <= self.alpha <= 1 or not 0 <= self.ema_momentum < 1:
             raise DcondError("--alpha must lie in [0, 1] and --ema-momentum in [0, 1)")
+        if self.flip is not None and not 0 <= self.flip <= 1:
+            raise DcondError("--flip must lie in [0, 1]")
 
 
 def resolve_settings(cfg: SynthConfig, method: Method, spec: DatasetSpec) -> dict[str, Any]:
-    """The config with the method's defaults filled in, scaled to the image size."""
-    d = method.defaults
-    per_unit = cfg.per_unit or (max(1, -(-100 // spec.num_classes)) if method.mix_classes else cfg.ipc)
-    jitter = cfg.jitter if cfg.jitter is not None else round(d["jitter_fraction"] * spec.image_size)
-    return asdict(cfg) | {"lr": cfg.lr or d["lr"], "r_bn": cfg.r_bn if cfg.r_bn is not None else d["r_bn"],
-                          "crop_scale": cfg.crop_scale or d["crop_scale"], "jitter": jitter,
-                          "per_unit": min(per_unit, cfg.ipc)}
+    """The config with the recipe's values filled in where no flag was given; the recipe is the one for data of
+    this shape unless --recipe names another."""
+    recipe = recipe_for(spec) if cfg.recipe == "auto" else cfg.recipe
+    r = method.recipes[recipe]
+    per_unit, classes_per_unit = unit_shape(method.batching, r["batch"], cfg.per_unit, cfg.ipc, spec.num_classes)
+    jitter = cfg.jitter if cfg.jitter is not None else round(r["jitter_fraction"] * spec.image_size)
+    chosen = {key: getattr(cfg, key) if getattr(cfg, key) is not None else r[key]
+              for key in ("lr", "r_bn", "iterations", "crop_scale", "flip")}
+    return asdict(cfg) | chosen | {"recipe": recipe, "jitter": jitter, "per_unit": per_unit,
+                                   "classes_per_unit": classes_per_unit}
+
+
+def unit_shape(batching: str, batch: int, per_unit: int | None, ipc: int, num_classes: int) -> tuple[int, int]:
+    """(images of each class, classes) of a unit: a batch of the recipe's size, made as the method makes
+    its batches: `mixed` (every class, an equal share of the batch each), `per-class` (one class), or
+    `class-major` (the images in class order, so a batch larger than IPC spans several classes)."""
+    if batching == "mixed":
+        return min(ipc, per_unit or max(1, -(-batch // num_classes))), num_classes
+    per_unit = min(ipc, per_unit or batch)
+    return per_unit, max(1, batch // per_unit) if batching == "class-major" else 1
 
 
 def synthesize(teacher: Path, data: DataOptions, cfg: SynthConfig, out: Path | None = None,
@@ -71,28 +90,32 @@ def synthesize(teacher: Path, data: DataOptions, cfg: SynthConfig, out: Path | N
     device = resolve_device(cfg.device)
     observers = []
     for art, model in zip(teacher_arts, models):
-        if not art.section.get("bn_layers"):
+        if method.needs_bn and not art.section.get("bn_layers"):
             raise DcondError(f"--method {cfg.method} matches BatchNorm statistics, but teacher {art.path} has no "
                              "BatchNorm layers (train one with norm=batch)")
-        if method.needs_class_stats and not art.section.get("bn_stats"):
-            raise DcondError(f"--method {cfg.method} needs the per-class BN statistics of teacher {art.path}, "
-                             "which it does not hold")
+        if method.needs_class_stats and not art.section.get("stats"):
+            raise DcondError(f"--method {cfg.method} needs the statistics of real data that teacher {art.path} "
+                             "does not hold (a teacher made by dcond before 0.2 holds fewer): import its weights "
+                             "again with `dcond train-teacher --epochs 0 --weights TEACHER/model.safetensors`")
         observers.append(Observer.from_artifact(art, place(model, device).eval(), device))
     settings = resolve_settings(cfg, method, spec)
+    if method.recipes[settings["recipe"]].get("init") == "rded" and cfg.init is None:
+        raise DcondError(f"{cfg.method}'s {settings['recipe']} recipe starts from RDED's images: make them with "
+                         "`dcond select TEACHER --method rded --ipc N` and pass that folder as --init")
     parents = [("teacher", a) for a in teacher_arts]
     init_images: dict[int, torch.Tensor] = {}
     if method.real_init:
         init_images, init_art = _real_images(cfg, data, spec)
         parents += [("init", init_art)] if init_art else []
     ctx = SynthContext(observers, spec, device, settings, init_images)
-    units = plan_units(spec.num_classes, cfg.ipc, settings["per_unit"], cfg.seed, method.mix_classes)
+    units = plan_units(spec.num_classes, cfg.ipc, settings["per_unit"], cfg.seed, settings["classes_per_unit"])
     config = {"teachers": [a.digest for a in teacher_arts], "data": asdict(data), **settings}
     return write_condensed(
         "synthesize", spec, units, lambda unit: synthesize_unit(ctx, method, unit)[0], config=config,
         parents=parents, teachers=teacher_arts, models=models, relabel_epochs=cfg.relabel_epochs, out=out,
         force=force, title=f"{cfg.ipc} images per class of {spec.name} synthesized by {cfg.method}",
-        summary=f"Optimised for {cfg.iterations} iterations to match the teacher's BatchNorm statistics; "
-                "see preview.png.")
+        summary=f"Optimised for {settings['iterations']} iterations ({settings['recipe']} recipe) to match the "
+                "statistics of real data in the teacher; see preview.png.")
 
 
 def _real_images(cfg: SynthConfig, data: DataOptions, spec: DatasetSpec):

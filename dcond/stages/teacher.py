@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 from dcond.artifact import ArtifactWriter, config_key
-from dcond.bnstats import class_bn_statistics
 from dcond.checkpoint import load_checkpoint, save_checkpoint
 from dcond.data import DataOptions, batches, load_eval_split, load_split, open_source, to_input
 from dcond.data.augment import random_crop_flip
@@ -17,9 +16,9 @@ from dcond.distributed import world
 from dcond.engine import autocast, ddp, evaluate, lr_factor, make_optimizer, place, resolve_device, set_lr
 from dcond.errors import DcondError
 from dcond.log import info, progress
+from dcond.realstats import STATS_FILE, patch_size, real_statistics, stat_layers
 from dcond.models import WEIGHTS_FILE, ModelSpec, bn_layers, create_model, load_weights, state_tensors
 
-BN_STATS_FILE = "bn_stats.safetensors"
 HOLDOUT_FILE = "holdout.json"  # the training images held out to evaluate on, when the data has no test split
 CHECKPOINT = "checkpoint.safetensors"
 
@@ -73,18 +72,23 @@ def train_teacher(data: DataOptions, cfg: TeacherConfig, out: Path | None = None
         if split == "holdout":  # which images were kept from training, to be checked by whoever evaluates later
             root = Path(spec.source["path"])
             w.write_json(HOLDOUT_FILE, [p.relative_to(root).as_posix() for p in test_set.paths])
-        has_bn = bool(bn_layers(model))
-        if has_bn:
-            w.save_tensors(BN_STATS_FILE, class_bn_statistics(model, train_set, spec, device))
+        has_stats = bool(stat_layers(model))
+        if has_stats:  # as the teacher saw its training images: with its training augmentation
+            gen = torch.Generator().manual_seed(cfg.seed)
+            augment = (lambda x: random_crop_flip(x, cfg.crop_pad, gen)) if cfg.crop_pad >= 0 else (lambda x: x)
+            w.save_tensors(STATS_FILE, real_statistics(model, train_set, spec, device, augment),
+                           metadata={"patch_size": str(patch_size(spec.image_size))})
         w.section = {"spec": model_spec.to_dict(), "parameters": sum(p.numel() for p in model.parameters()),
-                     "weights": WEIGHTS_FILE, "bn_stats": BN_STATS_FILE if has_bn else None,
+                     "weights": WEIGHTS_FILE, "stats": STATS_FILE if has_stats else None,
+                     "stat_layers": [name for name, _ in stat_layers(model)],
                      "bn_layers": [name for name, _ in bn_layers(model)], "train_images": len(train_set),
                      "evaluated_on": split, "holdout": HOLDOUT_FILE if split == "holdout" else None}
         w.metrics = {f"{spec.name}:{split}": metrics}
         w.card |= {"title": f"Teacher {cfg.model} on {spec.name}",
                    "summary": f"A `{cfg.model}` network trained on {len(train_set)} real {spec.name} images for "
-                              f"{cfg.epochs} epochs; {split} top-1 {metrics['top1']:.2%}. Holds the per-class "
-                              "BatchNorm statistics of the training data for class-wise synthesis.",
+                              f"{cfg.epochs} epochs; {split} top-1 {metrics['top1']:.2%}. Holds the statistics of "
+                              "the training data at its BatchNorm and Conv2d inputs, per class and overall, for "
+                              "statistic-matching synthesis.",
                    "usage": ["dcond evaluate <this folder>"]}
     return w.out
 

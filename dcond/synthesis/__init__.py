@@ -1,14 +1,15 @@
-"""Synthesis by BatchNorm-statistic matching: optimise images so that a teacher's BN layers see the
-statistics of real data (SRe2L and its successors).
+"""Synthesis by statistic matching: optimise images so that a teacher's layers see the statistics of real
+data (SRe2L and its successors).
 
-The loop is shared: each iteration renders randomly cropped, flipped and jittered views of the images,
-runs one observer network (several are cycled), and minimises cross-entropy to the target classes plus
-`r_bn` times a statistics gap. A method (one module, registered in SYNTHESIZERS) says how units group the
-classes, how images start, and what the statistics are compared with.
+The loop is shared: each iteration renders one random view of the whole batch (roll, random-resized crop,
+flip: drawn once and shared by the batch, as the authors' code does), runs one observer network (several are
+cycled, one per iteration), and minimises cross-entropy to the target classes plus `r_bn` times a statistics
+gap. A method (one module, registered in SYNTHESIZERS) says how units group the classes, how images start,
+which layers' statistics are compared with what, and, per recipe, the settings its authors' code uses for
+data of that shape (`recipe_for`).
 """
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -21,67 +22,76 @@ from dcond.data import DatasetSpec, to_uint8
 from dcond.data.augment import crop_boxes, resize_crops
 from dcond.engine import autocast, lr_factor, set_lr
 from dcond.log import progress
-from dcond.models import bn_layers
+from dcond.realstats import KEYS, Stats, batch_stats, is_conv, layer_inputs, patch_size, stat_layers
 from dcond.registry import Registry
 from dcond.units import Unit
 from dcond.validate import Fields, tensor
 
-Stats = tuple[torch.Tensor, torch.Tensor]  # per-channel mean and (biased) variance
-
 SYNTHESIZERS: Registry = Registry("synthesis method")
+# the authors' scripts, by the shape of the data they were written for
+RECIPES = ("cifar10", "cifar100", "tiny-imagenet", "imagenet")
+
+
+def recipe_for(spec: DatasetSpec) -> str:
+    """The recipe for data of this shape: CIFAR-10's up to 64 pixels and 10 classes, CIFAR-100's up to 100,
+    Tiny-ImageNet's beyond (up to 64 pixels), ImageNet's for larger images."""
+    if spec.image_size > 64:
+        return "imagenet"
+    return "cifar10" if spec.num_classes <= 10 else "cifar100" if spec.num_classes <= 100 else "tiny-imagenet"
 
 
 @dataclass
 class Observer:
-    """A teacher as synthesis sees it: its BN layers, with their running and (optionally) per-class stats."""
+    """A teacher as synthesis sees it: its BatchNorm and Conv2d layers, with the statistics of real data at
+    their inputs (whole-set: BN running buffers, Conv2d from the artifact; per class: from the artifact)."""
 
     model: nn.Module
-    layers: list[nn.modules.batchnorm._BatchNorm]
-    class_stats: list[Stats] | None  # per layer: (K×C means, K×C variances)
+    layers: list[nn.Module]
+    patch: int
+    whole: list[Stats | None]  # per layer; None for BN layers (their running buffers) or when not stored
+    classes: list[Stats] | None  # per layer, classes × … tensors; None when the teacher stores none
 
     @classmethod
     def from_artifact(cls, art: Artifact, model: nn.Module, device: torch.device) -> "Observer":
-        named = bn_layers(model)
-        class_stats = None
-        stats_file = Fields(art.section, f"{art.path / MANIFEST}: model").str("bn_stats", optional=True)
-        if stats_file:
-            t, where = art.tensors(stats_file), str(art.path / stats_file)
-            shapes = [(art.dataset.num_classes, m.num_features) for _, m in named]
-            tensor(t, "count", where, (art.dataset.num_classes,), lo=0)
-            class_stats = [(tensor(t, f"{n}.mean", where, shape).to(device),
-                            tensor(t, f"{n}.var", where, shape, lo=0).to(device))
-                           for (n, _), shape in zip(named, shapes)]
-        return cls(model, [m for _, m in named], class_stats)
+        named = stat_layers(model)
+        layers, patch = [m for _, m in named], patch_size(art.dataset.image_size)
+        section = Fields(art.section, f"{art.path / MANIFEST}: model")
+        stats_file = section.str("stats", optional=True)
+        if not stats_file:
+            return cls(model, layers, patch, [None] * len(layers), None)
+        t, where, k = art.tensors(stats_file), str(art.path / stats_file), art.dataset.num_classes
+        tensor(t, "count", where, (k,), lo=0)
+        whole, classes = [], []
+        for name, m in named:
+            keys = KEYS if is_conv(m) else KEYS[:2]
+            width = m.in_channels if is_conv(m) else m.num_features
+            shapes = [(width,), (width,)]
+            if is_conv(m):
+                locations = tuple(tensor(t, f"{name}.patch_mean", where).shape)
+                shapes += [locations, locations]
+            classes.append([tensor(t, f"{name}.class_{key}", where, (k, *shape), lo=0 if "var" in key else None)
+                            .to(device) for key, shape in zip(keys, shapes)])
+            whole.append([tensor(t, f"{name}.{key}", where, shape, lo=0 if "var" in key else None).to(device)
+                          for key, shape in zip(keys, shapes)] if is_conv(m) else None)
+        return cls(model, layers, patch, whole, classes)
 
-    def running(self, i: int) -> Stats:
-        return self.layers[i].running_mean, self.layers[i].running_var
+    @property
+    def bn(self) -> list[int]:
+        """Positions of the BatchNorm layers among `layers`."""
+        return [i for i, m in enumerate(self.layers) if not is_conv(m)]
 
-    def of_class(self, c: int) -> Callable[[int], Stats]:
-        """Layer i -> the statistics of class c's real images at layer i."""
-        return lambda i: (self.class_stats[i][0][c], self.class_stats[i][1][c])
+    def global_target(self, i: int) -> Stats:
+        m = self.layers[i]
+        return self.whole[i] if is_conv(m) else [m.running_mean, m.running_var]
 
-
-@contextmanager
-def captured_stats(observer: Observer) -> Iterator[list[Stats]]:
-    """The batch statistics of every BN layer's input during the forward passes inside the block."""
-    stats: list[Stats] = []
-
-    def record(module: nn.Module, inputs: tuple[torch.Tensor]) -> None:
-        x = inputs[0].float()
-        dims = [0, *range(2, x.ndim)]
-        stats.append((x.mean(dims), x.var(dims, unbiased=False)))
-
-    handles = [m.register_forward_pre_hook(record) for m in observer.layers]
-    try:
-        yield stats
-    finally:
-        for h in handles:
-            h.remove()
+    def class_target(self, i: int, labels: torch.Tensor) -> Stats:
+        """The statistics of the classes of `labels`, averaged as the batch mixes them."""
+        return [t[labels].mean(0) for t in self.classes[i]]
 
 
-def stat_gap(a: Stats, b: Stats) -> torch.Tensor:
-    """‖μ_a − μ_b‖₂ + ‖σ²_a − σ²_b‖₂, the per-layer gap of SRe2L."""
-    return torch.norm(a[0] - b[0], 2) + torch.norm(a[1] - b[1], 2)
+def gap(a: Stats, b: Stats) -> torch.Tensor:
+    """Σ_s ‖a_s − b_s‖₂ over the statistics (SRe2L's ‖Δμ‖₂ + ‖Δσ²‖₂; EDC adds the patch terms)."""
+    return sum(torch.norm(x - y, 2) for x, y in zip(a, b))
 
 
 @dataclass
@@ -96,33 +106,37 @@ class SynthContext:
 
 
 class Method(Protocol):
-    mix_classes: bool  # units hold every class (SRe2L's mixed batches) or one class each
+    batching: str  # how a unit takes its classes: "mixed", "per-class" or "class-major" (see `unit_shape`)
+    needs_bn: bool  # matches BatchNorm layers only (an observer without them is useless)
     needs_class_stats: bool
     real_init: bool  # starts from real images (SynthContext.init_images)
-    defaults: dict[str, Any]  # the published settings, scaled to small images
+    recipes: dict[str, dict[str, Any]]  # RECIPES -> the settings the authors' code uses for such data
 
     def init(self, ctx: SynthContext, unit: Unit, gen: torch.Generator) -> torch.Tensor: ...
 
-    def stat_loss(self, ctx: SynthContext, observer: Observer, stats: list[Stats], unit: Unit,
+    def stat_loss(self, ctx: SynthContext, observer: Observer, inputs: list[torch.Tensor], unit: Unit,
                   state: dict) -> torch.Tensor: ...
 
 
-def matched_gap(ctx: SynthContext, stats: list[Stats], target: Callable[[int], Stats]) -> torch.Tensor:
-    """Σ over BN layers l of gap(stats_l, target(l)); the first layer counts `first_bn_weight` times as much
-    as the others (SRe2L's multiplier)."""
+def bn_gap(ctx: SynthContext, observer: Observer, inputs: list[torch.Tensor],
+           target: Callable[[int], Stats]) -> torch.Tensor:
+    """Σ over BN layers of the gap between the batch's channel statistics at the layer's input and
+    target(layer); the first BN layer counts `first_bn_weight` times (SRe2L's multiplier)."""
     first = ctx.settings["first_bn_weight"]
-    return sum((first if i == 0 else 1.0) * stat_gap(s, target(i)) for i, s in enumerate(stats))
+    return sum((first if j == 0 else 1.0) * gap(batch_stats(inputs[i], False, observer.patch), target(i))
+               for j, i in enumerate(observer.bn))
 
 
 def _views(x: torch.Tensor, s: dict[str, Any], gen: torch.Generator) -> torch.Tensor:
-    """Differentiable random views: a random roll (jitter), random-resized crops and flips, per image."""
+    """One differentiable random view of the whole batch: a roll by (0 … jitter) pixels each way, a
+    random-resized crop and a flip, each drawn once for the batch."""
     if s["jitter"]:
-        dx, dy = (int(v) for v in torch.randint(-s["jitter"], s["jitter"] + 1, (2,), generator=gen))
+        dx, dy = (int(v) for v in torch.randint(0, s["jitter"] + 1, (2,), generator=gen))
         x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-    boxes = crop_boxes(len(x), tuple(s["crop_scale"]), (3 / 4, 4 / 3), gen)
-    x = resize_crops(x, boxes, x.shape[-1])
-    flips = (torch.rand(len(x), generator=gen) < s["flip"]).to(x.device)
-    return torch.where(flips[:, None, None, None], x.flip(3), x)
+    if s["crop_scale"] is not None:
+        box = crop_boxes(1, tuple(s["crop_scale"]), (3 / 4, 4 / 3), gen)
+        x = resize_crops(x, box.expand(len(x), 4), x.shape[-1])
+    return x.flip(3) if float(torch.rand(1, generator=gen)) < s["flip"] else x
 
 
 def synthesize_unit(ctx: SynthContext, method: Method, unit: Unit) -> tuple[torch.Tensor, list[float]]:
@@ -142,9 +156,9 @@ def synthesize_unit(ctx: SynthContext, method: Method, unit: Unit) -> tuple[torc
             set_lr(optimizer, s["lr"] * lr_factor("cosine", it, s["iterations"]))
             observer = ctx.observers[it % len(ctx.observers)]
             views = _views(x, s, gen)
-            with captured_stats(observer) as stats, autocast(device, s["amp"]):
+            with layer_inputs(observer.layers) as inputs, autocast(device, s["amp"]):
                 logits = observer.model(views).float()
-            stat = method.stat_loss(ctx, observer, stats, unit, state)
+            stat = method.stat_loss(ctx, observer, inputs, unit, state)
             loss = F.cross_entropy(logits, labels) + s["r_bn"] * stat
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -4,20 +4,28 @@ the teacher artifact), which makes the images of a class more diverse."""
 
 import torch
 
-from dcond.synthesis import SYNTHESIZERS, Observer, Stats, SynthContext, matched_gap
-from dcond.synthesis.sre2l import noise
+from dcond.synthesis import SYNTHESIZERS, Observer, SynthContext, bn_gap, sre2l
 from dcond.units import Unit
+
+# he-y/soft-label-pruning-for-dataset-distillation 63eee18 (docs/official/lpld.md): ImageNet and Tiny-ImageNet
+# scripts, one class per batch. It has no small-data script: there the method's one change (a batch per class,
+# matched to that class's statistics) is applied to SRe2L's small-data recipe.
+RECIPES = {"cifar10": sre2l.SMALL, "cifar100": sre2l.SMALL,
+           "tiny-imagenet": sre2l.RECIPES["tiny-imagenet"] | {"r_bn": 0.05},
+           "imagenet": sre2l.RECIPES["imagenet"]}
 
 
 @SYNTHESIZERS.register("classwise")
 class ClassWise:
-    mix_classes = False
+    batching = "per-class"
+    needs_bn = True
     real_init = False
     needs_class_stats = True
-    defaults = {"lr": 0.25, "r_bn": 0.01, "crop_scale": (0.08, 1.0), "jitter_fraction": 32 / 224}
+    recipes = RECIPES  # "batch": a unit is min(batch, IPC) images of one class
 
-    init = staticmethod(noise)
+    init = staticmethod(sre2l.noise)
 
-    def stat_loss(self, ctx: SynthContext, observer: Observer, stats: list[Stats], unit: Unit,
+    def stat_loss(self, ctx: SynthContext, observer: Observer, inputs: list[torch.Tensor], unit: Unit,
                   state: dict) -> torch.Tensor:
-        return matched_gap(ctx, stats, observer.of_class(unit.classes[0]))
+        labels = unit.labels.to(ctx.device)
+        return bn_gap(ctx, observer, inputs, lambda i: observer.class_target(i, labels))
