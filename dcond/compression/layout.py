@@ -148,3 +148,6 @@ def _check_section(art: Artifact) -> None:
         entry.int("raw_bytes", 1, dense)
     if "labels" not in files.data:
         raise DcondError(f"{files.where}.labels is missing")
+    if "views" not in files.data:  # the views are drawn again from the bank's seed and view configuration
+        info.int("seed", 0, MAX_SEED)
+        info.section("views")

@@ -45,9 +45,9 @@ class ViewConfig:
     mix_alpha: float = 1.0  # λ ~ Beta(α, α)
 
     def __post_init__(self) -> None:
-        lo, hi = self.crop_scale
-        if not 0 < lo <= hi <= 1:
-            raise DcondError("--crop-scale must be two numbers with 0 < min <= max <= 1")
+        for name, (lo, hi), top in (("--crop-scale", self.crop_scale, 1), ("crop ratio", self.crop_ratio, 100)):
+            if not all(type(v) in (int, float) for v in (lo, hi)) or not 0 < lo <= hi <= top:
+                raise DcondError(f"{name} must be two numbers with 0 < min <= max <= {top}")
         if self.mix not in MIXES:
             raise DcondError(f"--mix must be one of {', '.join(MIXES)}")
         if not (0 <= self.flip <= 1 and 0 <= self.mix_prob <= 1 and self.mix_alpha > 0):
@@ -58,7 +58,10 @@ class ViewConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ViewConfig":
-        return cls(**(d | {"crop_scale": tuple(d["crop_scale"]), "crop_ratio": tuple(d["crop_ratio"])}))
+        pairs = {key: tuple(d[key]) for key in ("crop_scale", "crop_ratio")}
+        if any(len(v) != 2 for v in pairs.values()):
+            raise DcondError("crop_scale and crop_ratio must be pairs of numbers")
+        return cls(**(d | pairs))
 
 
 @dataclass
