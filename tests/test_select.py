@@ -7,9 +7,10 @@ from dcond.data import DataOptions, load_all, load_split, to_input
 from dcond.data.images import decode_image
 from dcond.errors import DcondError
 from dcond.models import load_model
-from dcond.selection import SELECTORS
+from dcond.data.spec import DatasetSpec
+from dcond.selection import SELECTORS, SelectContext, rded
 from dcond.selection.score import coding_rate, lazy_greedy
-from dcond.stages.select import SelectConfig, select
+from dcond.stages.select import SelectConfig, resolve_options, select
 
 
 def selected(out):
@@ -38,6 +39,33 @@ def test_rded_factor_two_stitches_images_of_the_dataset_size(tiny_teacher, tmp_p
     out = select(tiny_teacher, DataOptions(""), SelectConfig(method="rded", ipc=1, factor=2), tmp_path / "s")
     images, labels = selected(out)
     assert images.shape == (3, 1, 12, 12) and labels.tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("size, classes, factor", [(28, 10, 1), (32, 100, 1), (64, 200, 1), (224, 1000, 2)])
+def test_rded_with_no_flags_runs_the_released_recipe_for_the_data(size, classes, factor):
+    spec = DatasetSpec("d", tuple(map(str, range(classes))), 3, size, (0.5,) * 3, (0.25,) * 3)
+    options = resolve_options(SelectConfig(method="rded"), spec)
+    assert (options["candidates"], options["crops"], options["crop_scale"], options["factor"]) == \
+        (300, 5, (0.08, 1.0), factor)
+    assert resolve_options(SelectConfig(method="herding"), spec)["candidates"] is None  # all images
+
+
+def test_rded_tiles_crop_k_ipc_plus_j_into_cell_k_of_image_j():
+    patches = torch.arange(8, dtype=torch.uint8).view(8, 1, 1, 1).expand(8, 1, 2, 2)  # rank r has value r
+    images = rded._stitch(patches, ipc=2, factor=2, size=4)
+    assert images[0, 0].tolist() == [[0, 0, 2, 2], [0, 0, 2, 2], [4, 4, 6, 6], [4, 4, 6, 6]]
+    assert images[1, 0].tolist() == [[1, 1, 3, 3], [1, 1, 3, 3], [5, 5, 7, 7], [5, 5, 7, 7]]
+
+
+def test_rded_scores_a_crop_centred_on_a_mean_coloured_input(tiny_teacher, monkeypatch):
+    art = open_artifact(tiny_teacher)
+    ctx = SelectContext(load_model(art), art.dataset, torch.device("cpu"), {})
+    seen = []
+    monkeypatch.setattr(ctx, "logits_and_features", lambda x: (seen.append(x), (torch.zeros(len(x), 3), None))[1])
+    rded._loss(ctx, torch.full((2, 1, 6, 6), 255, dtype=torch.uint8), 0, 12)
+    (x,) = seen
+    assert x.shape == (2, 1, 12, 12) and x[:, :, 3:9, 3:9].min() > 0
+    assert x[:, :, :3].abs().max() == 0 and x[:, :, :, 9:].abs().max() == 0
 
 
 def test_lazy_greedy_gains_never_increase_and_match_plain_greedy():

@@ -12,7 +12,8 @@ from dcond.stages.generative import GENERATIVE, GenerativeConfig, train_generato
 from dcond.stages.sample import SampleConfig, sample_images
 from dcond.stages.select import SelectConfig, select
 from dcond.stages.synthesize import SynthConfig, synthesize
-from dcond.synthesis import RECIPES, SYNTHESIZERS
+from dcond.recipes import RECIPES
+from dcond.synthesis import SYNTHESIZERS
 
 C, Y, G = SelectConfig, SynthConfig, GenerativeConfig
 Ipc = Annotated[int, typer.Option("--ipc", help="Images per class.")]
@@ -27,11 +28,17 @@ def select_cmd(
     data_root: DataRoot = None, download: Download = False, image_size: ImageSize = 32, subset: Subset = None,
     method: Annotated[str, typer.Option(help=f"{', '.join(SELECTORS.names())}.")] = C.method,
     ipc: Ipc = C.ipc,
-    candidates: Annotated[Optional[int], typer.Option(help="Candidates per class, drawn at random (a cap "
-                                                           "for speed).")] = None,
-    factor: Annotated[int, typer.Option(help="rded: stitch factor×factor patches per image.")] = C.factor,
-    crops: Annotated[int, typer.Option(help="rded: random crops scored per candidate.")] = C.crops,
-    crop_scale: Annotated[tuple[float, float], typer.Option(help="rded: crop area range.")] = C.crop_scale,
+    recipe: Annotated[str, typer.Option(help=f"Whose settings fill in what no flag sets (rded): the authors' "
+                                             f"script for data of this shape (auto), or {', '.join(RECIPES)}."
+                                        )] = C.recipe,
+    candidates: Annotated[Optional[int], typer.Option(help="Candidates per class, drawn at random (default: "
+                                                           "rded's recipe, 300; other methods: all).")] = None,
+    factor: Annotated[Optional[int], typer.Option(help="rded: stitch factor×factor patches per image (default: "
+                                                       "the recipe's, 1 up to 64 pixels, 2 above).")] = None,
+    crops: Annotated[Optional[int], typer.Option(help="rded: random crops scored per candidate (default: "
+                                                      "5).")] = None,
+    crop_scale: Annotated[Optional[tuple[float, float]], typer.Option(help="rded: crop area range (default: "
+                                                                           "0.08 1).")] = None,
     score_views: Annotated[int, typer.Option(help="score: augmented views per candidate.")] = C.score_views,
     eps2: Annotated[float, typer.Option(help="score: ε² of the coding rate.")] = C.eps2,
     score_weights: Annotated[tuple[float, float, float], typer.Option(
@@ -40,8 +47,8 @@ def select_cmd(
     seed: Seed = C.seed, device: Device = C.device, out: Out = None, force: Force = False, json: Json = False,
 ) -> None:
     """Choose IPC real images per class with a teacher: random, herding, rded (patches) or score (coding rate)."""
-    cfg = SelectConfig(method=method, ipc=ipc, candidates=candidates, factor=factor, crops=crops,
-                       crop_scale=tuple(crop_scale), score_views=score_views, eps2=eps2,
+    cfg = SelectConfig(method=method, ipc=ipc, recipe=recipe, candidates=candidates, factor=factor, crops=crops,
+                       crop_scale=tuple(crop_scale) if crop_scale else None, score_views=score_views, eps2=eps2,
                        score_weights=tuple(score_weights), teachers=list(teacher or []),
                        relabel_epochs=relabel_epochs, seed=seed, device=device)
     path = select(input_path(teacher_artifact), data_options(data, data_root, download, image_size, subset), cfg,

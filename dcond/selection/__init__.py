@@ -13,6 +13,8 @@ from dcond.models import classifier
 from dcond.registry import Registry
 
 SELECTORS: Registry = Registry("selection method")
+# method -> {recipe: settings its authors' code uses for data of that shape} (see dcond.recipes)
+SELECTION_RECIPES: Registry[dict] = Registry("selection recipe")
 
 
 @dataclass

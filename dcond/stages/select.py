@@ -6,16 +6,18 @@ it is done, so an interrupted run resumes with the classes still to do.
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from dcond.data import DataOptions
+from dcond import recipes
+from dcond.data import DataOptions, DatasetSpec
 from dcond.data.sources import load_for_teacher
 from dcond.data.images import class_indices, load_all
 from dcond.engine import place, resolve_device
 from dcond.errors import DcondError
 from dcond.models import load_teachers
-from dcond.selection import SELECTORS, SelectContext
+from dcond.selection import SELECTION_RECIPES, SELECTORS, SelectContext
 from dcond.stages.condensed import write_condensed
 from dcond.units import Unit, plan_units
 
@@ -24,10 +26,11 @@ from dcond.units import Unit, plan_units
 class SelectConfig:
     method: str = "random"
     ipc: int = 10
-    candidates: int | None = None  # per class, drawn at random: a cap for speed
-    factor: int = 1  # rded: stitch factor × factor patches into one image
-    crops: int = 5  # rded: random crops scored per candidate
-    crop_scale: tuple[float, float] = (0.5, 1.0)  # rded: area range of those crops
+    recipe: str = "auto"  # whose settings fill in the None ones: the authors' script for data of this shape
+    candidates: int | None = None  # per class, drawn at random (rded: 300 as released; others: all images)
+    factor: int | None = None  # rded: stitch factor × factor patches into one image
+    crops: int | None = None  # rded: random crops scored per candidate
+    crop_scale: tuple[float, float] | None = None  # rded: area range of those crops
     score_views: int = 8  # score: augmented views whose soft labels describe a candidate
     eps2: float = 0.5  # score: ε² of the coding rate
     # score: weights of informativeness, discriminativeness and compressibility
@@ -39,12 +42,22 @@ class SelectConfig:
 
     def __post_init__(self) -> None:
         SELECTORS.get(self.method)
-        if self.ipc < 1 or self.factor < 1 or self.crops < 1 or self.score_views < 1:
-            raise DcondError("--ipc, --factor, --crops and --score-views must be at least 1")
-        if self.candidates is not None and self.candidates < self.ipc * self.factor ** 2:
-            raise DcondError("--candidates must be at least --ipc × --factor²")
+        recipes.check(self.recipe)
+        if self.ipc < 1 or self.score_views < 1 or any(v is not None and v < 1 for v in
+                                                        (self.factor, self.crops, self.candidates)):
+            raise DcondError("--ipc, --candidates, --factor, --crops and --score-views must be at least 1")
         if self.relabel_epochs < 0:
             raise DcondError("--relabel-epochs must be >= 0")
+
+
+def resolve_options(cfg: SelectConfig, spec: DatasetSpec) -> dict[str, Any]:
+    """The config with the method's recipe filled in where no flag was given (factor 1 where none applies)."""
+    own = SELECTION_RECIPES.get(cfg.method) if cfg.method in SELECTION_RECIPES else {}
+    options = recipes.fill(cfg.recipe, spec, own, asdict(cfg))
+    options["factor"] = options["factor"] or 1
+    if options["candidates"] is not None and options["candidates"] < cfg.ipc * options["factor"] ** 2:
+        raise DcondError("--candidates must be at least --ipc × --factor²")
+    return options
 
 
 def select(teacher: Path, data: DataOptions, cfg: SelectConfig, out: Path | None = None, force: bool = False) -> Path:
@@ -52,23 +65,24 @@ def select(teacher: Path, data: DataOptions, cfg: SelectConfig, out: Path | None
     spec = teacher_arts[0].dataset
     data, real_spec, train = load_for_teacher(data, spec)
     device = resolve_device(cfg.device)
-    ctx = SelectContext(place(models[0], device).eval(), spec, device, asdict(cfg))
+    options = resolve_options(cfg, spec)
+    ctx = SelectContext(place(models[0], device).eval(), spec, device, options)
     method = SELECTORS.get(cfg.method)
     members = class_indices(train.labels, spec.num_classes)
     for c, idx in enumerate(members):
-        if len(idx) < cfg.ipc * cfg.factor ** 2:
+        if len(idx) < cfg.ipc * options["factor"] ** 2:
             raise DcondError(f"class '{spec.classes[c]}' has {len(idx)} images; --ipc {cfg.ipc} needs more")
 
     def make(unit: Unit) -> torch.Tensor:
         gen = unit.generator()
         (c,) = unit.classes
         idx = members[c]
-        if cfg.candidates:
-            idx = idx[torch.randperm(len(idx), generator=gen)[: cfg.candidates]]
+        if options["candidates"]:
+            idx = idx[torch.randperm(len(idx), generator=gen)[: options["candidates"]]]
         pool = load_all(train.take(idx)).images
         return method(ctx, c, pool, cfg.ipc, gen)
 
-    config = {"teacher": teacher_arts[0].digest, "data": asdict(data), **asdict(cfg)}
+    config = {"teacher": teacher_arts[0].digest, "data": asdict(data), **options}
     return write_condensed(
         "select", spec, plan_units(spec.num_classes, cfg.ipc, cfg.ipc, cfg.seed), make, config=config,
         parents=[("teacher", a) for a in teacher_arts], teachers=teacher_arts, models=models,

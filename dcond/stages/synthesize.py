@@ -20,7 +20,8 @@ from dcond.engine import place, resolve_device
 from dcond.errors import DcondError
 from dcond.models import load_teachers
 from dcond.stages.condensed import write_condensed
-from dcond.synthesis import RECIPES, SYNTHESIZERS, Method, Observer, SynthContext, recipe_for, synthesize_unit
+from dcond import recipes
+from dcond.synthesis import SYNTHESIZERS, Method, Observer, SynthContext, synthesize_unit
 from dcond.units import plan_units
 
 
@@ -49,8 +50,7 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         SYNTHESIZERS.get(self.method)
-        if self.recipe not in ("auto", *RECIPES):
-            raise DcondError(f"--recipe must be auto or one of {', '.join(RECIPES)}")
+        recipes.check(self.recipe)
         if self.ipc < 1 or any(v is not None and v < 1 for v in (self.iterations, self.per_unit)):
             raise DcondError("--ipc, --iterations and --per-unit must be at least 1")
         if not 0 <= self.alpha <= 1 or not 0 <= self.ema_momentum < 1:
@@ -62,14 +62,10 @@ class SynthConfig:
 def resolve_settings(cfg: SynthConfig, method: Method, spec: DatasetSpec) -> dict[str, Any]:
     """The config with the recipe's values filled in where no flag was given; the recipe is the one for data of
     this shape unless --recipe names another."""
-    recipe = recipe_for(spec) if cfg.recipe == "auto" else cfg.recipe
-    r = method.recipes[recipe]
-    per_unit, classes_per_unit = unit_shape(method.batching, r["batch"], cfg.per_unit, cfg.ipc, spec.num_classes)
-    jitter = cfg.jitter if cfg.jitter is not None else round(r["jitter_fraction"] * spec.image_size)
-    chosen = {key: getattr(cfg, key) if getattr(cfg, key) is not None else r[key]
-              for key in ("lr", "r_bn", "iterations", "crop_scale", "flip")}
-    return asdict(cfg) | chosen | {"recipe": recipe, "jitter": jitter, "per_unit": per_unit,
-                                   "classes_per_unit": classes_per_unit}
+    s = recipes.fill(cfg.recipe, spec, method.recipes, asdict(cfg))
+    per_unit, classes_per_unit = unit_shape(method.batching, s["batch"], cfg.per_unit, cfg.ipc, spec.num_classes)
+    jitter = cfg.jitter if cfg.jitter is not None else round(s["jitter_fraction"] * spec.image_size)
+    return s | {"jitter": jitter, "per_unit": per_unit, "classes_per_unit": classes_per_unit}
 
 
 def unit_shape(batching: str, batch: int, per_unit: int | None, ipc: int, num_classes: int) -> tuple[int, int]:

@@ -28,16 +28,6 @@ from dcond.units import Unit
 from dcond.validate import Fields, tensor
 
 SYNTHESIZERS: Registry = Registry("synthesis method")
-# the authors' scripts, by the shape of the data they were written for
-RECIPES = ("cifar10", "cifar100", "tiny-imagenet", "imagenet")
-
-
-def recipe_for(spec: DatasetSpec) -> str:
-    """The recipe for data of this shape: CIFAR-10's up to 64 pixels and 10 classes, CIFAR-100's up to 100,
-    Tiny-ImageNet's beyond (up to 64 pixels), ImageNet's for larger images."""
-    if spec.image_size > 64:
-        return "imagenet"
-    return "cifar10" if spec.num_classes <= 10 else "cifar100" if spec.num_classes <= 100 else "tiny-imagenet"
 
 
 @dataclass
