@@ -3,6 +3,7 @@ import os
 
 import pytest
 import torch
+from safetensors.torch import load_file
 import torch.nn.functional as F
 import zstandard
 
@@ -43,11 +44,15 @@ def rows(batches):
     return torch.cat([lg for _, lg in batches]), torch.cat([v.order for v, _ in batches])
 
 
-def test_prune_keeps_exactly_the_requested_fraction_and_replays_only_kept_batches(bank, tmp_path):
-    out = compress(bank, tmp_path, method="prune", keep=0.4, seed=3)
+@pytest.mark.parametrize("pick, kept", [("first", 9), ("random", 12)])
+def test_prune_keeps_exactly_the_requested_fraction_and_replays_only_kept_batches(bank, tmp_path, pick, kept):
+    out = compress(bank, tmp_path, method="prune", keep=0.4, pick=pick, seed=3)
     info = open_artifact(out).section["bank"]
     assert info["epochs"] is None and info["chain"][0] | {"seed": None} == {
-        "method": "prune", "keep": 0.4, "batches": 12, "of": EPOCHS * BATCHES, "seed": None}
+        "method": "prune", "keep": 0.4, "pick": pick, "batches": kept, "of": EPOCHS * BATCHES, "seed": None}
+    if pick == "first":  # the released code: ⌊0.4 · 6 epochs · 4 full batches⌋ = 9, chronologically, short ones dropped
+        pool = load_file(out / "bank" / "labels.safetensors")["pool"].tolist()
+        assert pool == [0, 1, 2, 3, 5, 6, 7, 8, 10]
     source = {tuple(v.order.tolist()): lg for v, lg in read_all(bank)}
     replayed = read_all(out, epochs=20)
     assert len(replayed) == 20 * BATCHES
@@ -56,7 +61,7 @@ def test_prune_keeps_exactly_the_requested_fraction_and_replays_only_kept_batche
         key = tuple(views.order.tolist())
         torch.testing.assert_close(logits, source[key], rtol=0, atol=0)  # fp16 kept as fp16: exact
         seen.add(key)
-    assert 8 <= len(seen) <= 12  # the pool, drawn from with replacement
+    assert kept - 4 <= len(seen) <= kept  # the pool, drawn from with replacement
 
 
 @pytest.mark.parametrize("fill, k", [("uniform", 1), ("min", 2)])

@@ -43,6 +43,8 @@ def compress_labels_cmd(
                                              "(prune+lowrank+quantize).")] = C.method,
     keep: Annotated[float, typer.Option(help="prune: fraction of the stored batches kept, pooled across "
                                              "epochs.")] = C.keep,
+    pick: Annotated[str, typer.Option(help="prune: which batches: the chronologically first full ones (as "
+                                           "released) or random (with --seed).")] = C.pick,
     k: Annotated[int, typer.Option("--k", help="topk: classes kept per view.")] = C.k,
     fill: Annotated[str, typer.Option(help="topk: the other classes share the remaining mass (uniform) or take "
                                            "the smallest kept value (min).")] = C.fill,
@@ -55,7 +57,7 @@ def compress_labels_cmd(
     seed: Seed = C.seed, out: Out = None, force: Force = False, json: Json = False,
 ) -> None:
     """Shrink a soft-label bank (prune, topk, lowrank, quantize, zstd); train-student reads the result directly."""
-    cfg = CompressConfig(method=method, keep=keep, k=k, fill=fill, rank=rank, energy=energy, dtype=dtype,
+    cfg = CompressConfig(method=method, keep=keep, pick=pick, k=k, fill=fill, rank=rank, energy=energy, dtype=dtype,
                          zstd_level=zstd_level, seed=seed)
     emit(compress_labels(input_path(labels), cfg, out, force), json)
 

@@ -1,25 +1,37 @@
-"""prune: keep a random fraction of the stored batches, pooled across epochs (the label pruning of "Are
-Large-scale Soft Labels Necessary for Large-scale Dataset Distillation?").
+"""prune: keep a fraction of the stored batches, pooled across epochs (the label pruning of "Are Large-scale
+Soft Labels Necessary for Large-scale Dataset Distillation?").
 
-`--keep F` keeps round(F · batches) of the bank's (epoch, batch) pairs, at least one. The student still
-trains every epoch: each epoch replays as many batches as an epoch holds, drawn uniformly with replacement
-from the pool, from a seed per epoch, so a run is reproducible.
+`--keep F` keeps ⌊F · batches⌋ of the bank's (epoch, batch) pairs, at least one: by default the
+chronologically first full batches, as the released code does (he-y/soft-label-pruning-for-dataset-distillation
+63eee18, docs/official/lpld.md: it relabels only the first ⌊(1 − r)·E·⌊N/B⌋⌋ pairs, dropping each epoch's
+short last batch); `--pick random` draws them at random with the seed instead. The student still trains
+every epoch: each epoch replays as many batches as an epoch holds, drawn uniformly with replacement from the
+pool, from a seed per epoch, so a run is reproducible.
 """
 
 from typing import Any
 
 import torch
 
-from dcond.compression import PICK, METHODS, Method, Work
+from dcond.compression import PICK, METHODS, Method, Work, batches_per_epoch
 from dcond.data.augment import epoch_generator
+
+PICKS = ("first", "random")
 
 
 def prune(work: Work, options: dict[str, Any]) -> dict[str, Any]:
     total = len(work.ids)
-    kept = max(1, round(options["keep"] * total))
-    chosen = torch.randperm(total, generator=torch.Generator().manual_seed(options["seed"]))[:kept]
-    work.keep(sorted(chosen.tolist()))
-    return {"keep": options["keep"], "batches": kept, "of": total, "seed": options["seed"]}
+    if options["pick"] == "random":
+        kept = max(1, round(options["keep"] * total))
+        chosen = sorted(torch.randperm(total, generator=torch.Generator().manual_seed(options["seed"]))[:kept].tolist())
+    else:
+        nb, info = batches_per_epoch(work.info), work.info
+        full = [p for p, i in enumerate(work.ids) if info["num_images"] % info["batch_size"] == 0 or i % nb != nb - 1]
+        full = full or list(range(total))  # every batch is short: keep from all of them
+        chosen = full[: max(1, int(options["keep"] * len(full)))]
+    work.keep(chosen)
+    return {"keep": options["keep"], "pick": options["pick"], "batches": len(chosen), "of": total,
+            "seed": options["seed"]}
 
 
 def draw(pool: int, steps: int, seed: int, epoch: int) -> list[int]:

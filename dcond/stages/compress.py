@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from dcond.artifact import Artifact, ArtifactWriter, open_artifact
 from dcond.bank import BANK_DIR, Bank, open_bank
 from dcond.compression import CODINGS, METHODS, Work, batches_per_epoch, layout, parse_chain
+from dcond.compression.prune import PICKS
 from dcond.compression.quantize import DTYPES, dequantize
 from dcond.compression.topk import FILLS
 from dcond.distributed import world
@@ -27,6 +28,7 @@ from dcond.stages.relabel import link_images
 class CompressConfig:
     method: str = "prune+topk"  # a chain of METHODS joined by '+'
     keep: float = 0.1  # prune: fraction of the stored batches kept
+    pick: str = "first"  # prune: which: the chronologically first full batches (as released), or random
     k: int = 2  # topk: classes kept per view
     fill: str = "uniform"  # topk: how the other classes come back
     rank: int | None = None  # lowrank: rank per image (the cap, with --energy)
@@ -45,6 +47,8 @@ class CompressConfig:
             raise DcondError("--energy must lie in (0, 1]")
         if "lowrank" in self.methods and self.rank is None and self.energy is None:
             raise DcondError("--method lowrank needs --rank R or --energy E")
+        if self.pick not in PICKS:
+            raise DcondError(f"--pick must be one of {', '.join(PICKS)}")
         if self.fill not in FILLS or self.dtype not in DTYPES:
             raise DcondError(f"--fill must be one of {', '.join(FILLS)}; --dtype one of {', '.join(DTYPES)}")
         if not 0 <= self.zstd_level <= 22:
