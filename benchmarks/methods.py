@@ -1,0 +1,81 @@
+"""Method benchmark on Fashion-MNIST: every `select` and `synthesize` method with its default (official) recipe,
+then one common protocol for all (the same `relabel` and `train-student`, defaults only), over several seeds;
+mean ± std of the student's test top-1, and each method's time.
+
+Teachers: the benchmark teacher (ConvNet-64, 6 epochs, as benchmarks/teacher.py) labels and observes for every
+method; EDC also cycles the observers its CIFAR-10 script uses that a 2-core CPU can train, ConvNets trained
+for one epoch as EDC's are (its squeeze script keeps only the first epoch's weights): width 32, depth 1,
+depth 2, and width 128 with instance norm.
+
+Usage: .venv/bin/python benchmarks/methods.py [--ipc 10] [--seeds 3] [--epochs 300] [--methods ...]
+Every step is kept under benchmarks/out/methods and skipped when run again (delete it to start afresh).
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+from common import OUT, dcond, machine, metrics, step
+
+ROOT = OUT / "methods"
+TIMES = ROOT / "times.json"
+TEACHER = ["train-teacher", "--model", "convnet", "--model-opt", "width=64", "--epochs", 6, "--device", "cpu"]
+OBSERVERS = {"w32": ["width=32"], "d1": ["depth=1"], "d2": ["depth=2"], "w128-instance": ["width=128", "norm=instance"]}
+SOURCES = {
+    "select random": ["select", "--method", "random"],
+    "select herding": ["select", "--method", "herding"],
+    "select rded": ["select", "--method", "rded"],
+    "select score": ["select", "--method", "score"],
+    "synthesize sre2l": ["synthesize", "--method", "sre2l"],
+    "synthesize classwise": ["synthesize", "--method", "classwise"],
+    "synthesize edc": ["synthesize", "--method", "edc"],
+}
+
+
+def teachers() -> tuple[str, list[str]]:
+    """The benchmark teacher and EDC's extra observers, trained once."""
+    teacher = step(ROOT / "teacher", *TEACHER)
+    observers = [step(ROOT / f"observer-{name}", "train-teacher", "--model", "convnet", "--epochs", 1,
+                      *[a for opt in options for a in ("--model-opt", opt)], "--device", "cpu")
+                 for name, options in OBSERVERS.items()]
+    return teacher, observers
+
+
+def run(name: str, seed: int, ipc: int, epochs: int, teacher: str, observers: list[str]) -> tuple[float, float]:
+    """One method, one seed: (student test top-1, seconds the method took, as first measured)."""
+    tag = f"{name.replace(' ', '-')}-ipc{ipc}-seed{seed}"
+    extra = [a for o in observers for a in ("--teacher", o)] if name == "synthesize edc" else []
+    times = json.loads(TIMES.read_text()) if TIMES.exists() else {}
+    t0 = time.perf_counter()
+    images = step(ROOT / tag, *SOURCES[name], teacher, *extra, "--ipc", ipc, "--seed", seed)
+    seconds = times.setdefault(tag, time.perf_counter() - t0)
+    TIMES.write_text(json.dumps(times, indent=1))
+    labels = step(ROOT / f"{tag}-labels", "relabel", images, "--teacher", teacher, "--epochs", epochs, "--seed", seed)
+    student = step(ROOT / f"{tag}-student", "train-student", labels, "--epochs", epochs, "--seed", seed)
+    return metrics(student)["top1"], seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ipc", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=300, help="relabel and student epochs")
+    parser.add_argument("--methods", nargs="*", default=list(SOURCES))
+    args = parser.parse_args()
+    teacher, observers = teachers()
+    rows = []
+    for name in args.methods:
+        results = [run(name, seed, args.ipc, args.epochs, teacher, observers) for seed in range(args.seeds)]
+        accs = [a for a, _ in results]
+        spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        rows.append((name, statistics.mean(accs), spread, accs, statistics.median([s for _, s in results])))
+    print(f"Fashion-MNIST, IPC {args.ipc}, {args.seeds} seeds, relabel and student epochs {args.epochs} "
+          f"(defaults otherwise), teacher {metrics(teacher)['top1']:.2%}, {machine()}\n")
+    print("| images | student top-1, mean ± std | seeds | method time (s, median) |\n|---|---|---|---|")
+    for name, mean, spread, accs, seconds in rows:
+        print(f"| {name} | {mean:.2%} ± {spread:.2%} | {' / '.join(f'{a:.2%}' for a in accs)} | {seconds:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
