@@ -16,7 +16,7 @@ import json
 import statistics
 import time
 
-from common import OUT, dcond, machine, metrics, step
+from common import OUT, machine, metrics, step
 
 ROOT = OUT / "methods"
 TIMES = ROOT / "times.json"
