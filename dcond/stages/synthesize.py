@@ -68,10 +68,11 @@ def resolve_settings(cfg: SynthConfig, method: Method, spec: DatasetSpec) -> dic
     return s | {"jitter": jitter, "per_unit": per_unit, "classes_per_unit": classes_per_unit}
 
 
-def unit_shape(batching: str, batch: int, per_unit: int | None, ipc: int, num_classes: int) -> tuple[int, int]:
-    """(images of each class, classes) of a unit: a batch of the recipe's size, made as the method makes
-    its batches: `mixed` (every class, an equal share of the batch each), `per-class` (one class), or
-    `class-major` (the images in class order, so a batch larger than IPC spans several classes)."""
+def unit_shape(batching: str, batch: int | None, per_unit: int | None, ipc: int, num_classes: int) -> tuple[int, int]:
+    """(images of each class, classes) of a unit: a batch of the recipe's size (None: a class's whole IPC), made
+    as the method makes its batches: `mixed` (every class, an equal share of the batch each), `per-class` (one
+    class), or `class-major` (the images in class order, so a batch larger than IPC spans several classes)."""
+    batch = batch or ipc * (num_classes if batching == "mixed" else 1)
     if batching == "mixed":
         return min(ipc, per_unit or max(1, -(-batch // num_classes))), num_classes
     per_unit = min(ipc, per_unit or batch)

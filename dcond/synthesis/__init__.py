@@ -118,10 +118,11 @@ def bn_gap(ctx: SynthContext, observer: Observer, inputs: list[torch.Tensor],
 
 
 def _views(x: torch.Tensor, s: dict[str, Any], gen: torch.Generator) -> torch.Tensor:
-    """One differentiable random view of the whole batch: a roll by (0 … jitter) pixels each way, a
-    random-resized crop and a flip, each drawn once for the batch."""
+    """One differentiable random view of the whole batch: a roll by 0 … jitter pixels each way (−jitter …
+    jitter with the recipe's `signed_roll`), a random-resized crop and a flip, each drawn once for the batch."""
     if s["jitter"]:
-        dx, dy = (int(v) for v in torch.randint(0, s["jitter"] + 1, (2,), generator=gen))
+        low = -s["jitter"] if s.get("signed_roll") else 0
+        dx, dy = (int(v) for v in torch.randint(low, s["jitter"] + 1, (2,), generator=gen))
         x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
     if s["crop_scale"] is not None:
         box = crop_boxes(1, tuple(s["crop_scale"]), (3 / 4, 4 / 3), gen)

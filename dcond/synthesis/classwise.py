@@ -12,7 +12,7 @@ from dcond.units import Unit
 # matched to that class's statistics) is applied to SRe2L's small-data recipe.
 RECIPES = {"cifar10": sre2l.SMALL, "cifar100": sre2l.SMALL,
            "tiny-imagenet": sre2l.RECIPES["tiny-imagenet"] | {"r_bn": 0.05},
-           "imagenet": sre2l.RECIPES["imagenet"]}
+           "imagenet": sre2l.RECIPES["imagenet"] | {"batch": None}}  # None: the class's whole IPC at once
 
 
 @SYNTHESIZERS.register("classwise")
@@ -21,7 +21,7 @@ class ClassWise:
     needs_bn = True
     real_init = False
     needs_class_stats = True
-    recipes = RECIPES  # "batch": a unit is min(batch, IPC) images of one class
+    recipes = RECIPES  # "batch": a unit is min(batch, IPC) images of one class (the whole IPC for None)
 
     init = staticmethod(sre2l.noise)
 

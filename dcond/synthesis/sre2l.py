@@ -19,7 +19,7 @@ SMALL = {"lr": 0.25, "r_bn": 0.01, "iterations": 1000, "crop_scale": None, "flip
          "batch": 100}
 RECIPES = {"cifar10": SMALL, "cifar100": SMALL,
            "tiny-imagenet": {"lr": 0.1, "r_bn": 1.0, "iterations": 4000, "crop_scale": (0.08, 1.0), "flip": 0.5,
-                             "jitter_fraction": 4 / 64, "batch": 100},
+                             "jitter_fraction": 4 / 64, "signed_roll": True, "batch": 100},
            "imagenet": {"lr": 0.25, "r_bn": 0.01, "iterations": 4000, "crop_scale": (0.08, 1.0), "flip": 0.5,
                         "jitter_fraction": 32 / 224, "batch": 100}}
 
