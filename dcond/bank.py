@@ -65,7 +65,11 @@ def open_bank(art: Artifact) -> Bank:
     info.int("batch_size", 1, info.int("num_images", 1, MAX_IMAGES))
     info.int("epochs", 1, MAX_EPOCHS, optional=True)
     info.number("temperature", 0, 1e6, above=True)
+    for key in ("seed", "views", "epochs"):  # null: an imported bank's views cannot be drawn again; a pool
+        if key not in info.data:
+            raise DcondError(f"{info.where}.{key} is missing")
     info.int("seed", 0, MAX_SEED, optional=True)
+    info.list("teachers")
     if info.data.get("views") is not None:
         try:
             ViewConfig.from_dict(info.data["views"])
@@ -100,8 +104,9 @@ class CheckedBank:
 class DenseBank:
     def __init__(self, art: Artifact):
         self.art, self.info = art, art.section["bank"]
-        if self.info["epochs"] is None:
+        if self.info.get("epochs") is None:
             raise DcondError(f"{art.path / MANIFEST}: labels.bank.epochs is missing")
+        Fields(self.info, f"{art.path / MANIFEST}: labels.bank").str("dtype", ("float16", "bfloat16", "float32"))
         missing = [e for e in range(self.epochs) if epoch_file(e) not in art.files]
         if missing:
             raise DcondError(f"{art.path}: the bank lists {self.epochs} epochs but its manifest has no "
