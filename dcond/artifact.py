@@ -249,7 +249,7 @@ def _validate_manifest(path: Path, m: Any) -> None:
     if not all(isinstance(line, str) for line in card.list("usage", optional=True) or []):
         raise card.bad("usage", "is not a list of strings")
     f.section(m["kind"])
-    DatasetSpec.from_dict(m["dataset"], f"{where[:-1]}.dataset")
+    DatasetSpec.from_dict(f.section("dataset").data, f"{where[:-1]}.dataset")
 
 
 @dataclass

@@ -136,3 +136,11 @@ def test_an_unexpected_exception_is_one_line_marked_internal(cli, teacher_copy, 
     before = tree(teacher_copy)
     line = one_error_line(cli("evaluate", teacher_copy))
     assert line.startswith("error: internal error: ZeroDivisionError") and tree(teacher_copy) == before
+
+
+@pytest.mark.parametrize("key", ["dataset", "files", "producer", "kind", "digest"])
+def test_a_manifest_missing_a_section_is_one_line_naming_it(cli, teacher_copy, key):
+    edit_manifest(teacher_copy, lambda m: m.pop(key), sealed=False)
+    for command in ("verify", "inspect", "evaluate"):
+        line = one_error_line(cli(command, teacher_copy))
+        assert key in line and "internal error" not in line
