@@ -16,7 +16,7 @@ from dcond.errors import DcondError
 
 DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "smoothing", "constant")
+SCHEDULES = ("cosine", "smoothing", "linear", "multistep", "constant")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -59,6 +59,16 @@ def ddp(model: nn.Module, device: torch.device) -> nn.Module:
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
+def decay_groups(model: nn.Module, weight_decay: float, norms_too: bool = True) -> list[dict[str, Any]]:
+    """Parameter groups for the optimiser: with `norms_too` off, weight decay only on weight matrices and
+    kernels (ndim > 1), not on biases or normalisation weights, as the RDED, EDC and SRe2L students do."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if norms_too:
+        return [{"params": params, "weight_decay": weight_decay}]
+    return [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+
+
 def make_optimizer(name: str, params, lr: float, weight_decay: float, momentum: float = 0.9):
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
@@ -67,9 +77,12 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float, momentum: 
     raise DcondError(f"unknown optimizer '{name}' (known: {', '.join(OPTIMIZERS)})")
 
 
-def lr_factor(schedule: str, step: int, total: int, warmup: int = 0, zeta: float = 2.0) -> float:
+def lr_factor(schedule: str, step: int, total: int, warmup: int = 0, zeta: float = 2.0,
+              milestones: tuple[float, ...] = (), gamma: float = 0.5) -> float:
     """Learning-rate multiplier at `step` of `total`: linear warm-up, then cosine to 0, the 'smoothing'
-    schedule 0.5·(1 + cos(π·t/ζ)) of RDED/EDC (which ends at a fraction of the base rate), or constant."""
+    schedule 0.5·(1 + cos(π·t/ζ)) of RDED/EDC (which ends at a fraction of the base rate), 'linear' 1 − t/ζ
+    (what EDC's ImageNet script runs), 'multistep' (× gamma at each milestone, given as fractions of the
+    run), or constant."""
     if step < warmup:
         return (step + 1) / warmup
     t = (step - warmup) / max(1, total - warmup)
@@ -77,6 +90,10 @@ def lr_factor(schedule: str, step: int, total: int, warmup: int = 0, zeta: float
         return 0.5 * (1 + math.cos(math.pi * t))
     if schedule == "smoothing":
         return 0.5 * (1 + math.cos(math.pi * t / zeta))
+    if schedule == "linear":
+        return 1 - t / zeta
+    if schedule == "multistep":
+        return gamma ** sum(t >= m for m in milestones)
     if schedule == "constant":
         return 1.0
     raise DcondError(f"unknown schedule '{schedule}' (known: {', '.join(SCHEDULES)})")

@@ -5,16 +5,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from dcond.cli.common import (CropScale, Data, DataRoot, Device, Download, Flip, Force, ImageSize, InputArtifact, Json,
-                              Mix, MixAlpha, MixProb, ModelName, ModelOpts, Out, Seed, Subset, Teachers, data_options,
-                              emit, input_path, view_config)
-from dcond.data.augment import ViewConfig
+from dcond.cli.common import (Data, DataRoot, Device, Download, Force, ImageSize, InputArtifact, Json, ModelName,
+                              ModelOpts, Out, Seed, Subset, Teachers, data_options, emit, input_path)
 from dcond.data.sources import DEFAULT_HOLDOUT
 from dcond.models import parse_options
-from dcond.stages.student import StudentConfig, train_student
+from dcond.stages.student import StudentConfig, student_config, train_student
 from dcond.stages.teacher import TeacherConfig, train_teacher
+from dcond.student_recipes import STUDENT_RECIPES
 
-T, S, V = TeacherConfig, StudentConfig, ViewConfig
+T, S = TeacherConfig, StudentConfig
 
 
 def train_teacher_cmd(
@@ -50,23 +49,43 @@ def train_teacher_cmd(
 
 def train_student_cmd(
     artifact: InputArtifact = None,
+    recipe: Annotated[str, typer.Option(help=f"Whose student protocol fills in what no flag sets: "
+                                             f"{', '.join(STUDENT_RECIPES.names())} (docs/methods.md).")] = S.recipe,
     model: ModelName = S.model, model_opt: ModelOpts = None,
-    epochs: int = S.epochs,
+    epochs: Annotated[Optional[int], typer.Option(help=f"Epochs (dcond: {S.epochs}).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Online and hard-label training; a bank replays "
                                                            "its own batches.")] = None,
-    optimizer: Annotated[str, typer.Option(help="adamw or sgd.")] = S.optimizer,
-    lr: float = S.lr, weight_decay: float = S.weight_decay,
-    schedule: Annotated[str, typer.Option(help="cosine, smoothing or constant.")] = S.schedule,
-    zeta: Annotated[float, typer.Option(help="ζ of the smoothing schedule 0.5(1+cos(πe/(ζE))).")] = S.zeta,
+    optimizer: Annotated[Optional[str], typer.Option(help=f"adamw or sgd (dcond: {S.optimizer}).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help=f"Learning rate (dcond: {S.lr}).")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help=f"Weight decay (dcond: {S.weight_decay}).")] = None,
+    decay_norm: Annotated[Optional[bool], typer.Option(
+        "--decay-norm/--no-decay-norm", help="Weight decay on biases and normalisation weights too (dcond: on; "
+                                             "the methods' students: off).", show_default=False)] = None,
+    schedule: Annotated[Optional[str], typer.Option(help=f"cosine, smoothing, linear, multistep or constant "
+                                                         f"(dcond: {S.schedule}).")] = None,
+    zeta: Annotated[Optional[float], typer.Option(help=f"ζ of the smoothing schedule 0.5(1+cos(πe/(ζE))) and of "
+                                                       f"linear 1−e/(ζE) (dcond: {S.zeta}).")] = None,
     warmup_epochs: int = S.warmup_epochs,
-    loss: Annotated[str, typer.Option(help="kl (soft labels with temperature) or mse-ce (MSE to the logits "
-                                           "plus weighted cross-entropy).")] = S.loss,
+    loss: Annotated[Optional[str], typer.Option(help="kl (soft labels with temperature) or mse-ce (MSE to the "
+                                                     f"logits plus weighted cross-entropy) (dcond: {S.loss}).")] = None,
     temperature: Annotated[Optional[float], typer.Option(help="KL temperature (default: the bank's).")] = None,
-    ce_weight: float = S.ce_weight,
-    ema: Annotated[float, typer.Option(help="EMA decay of the weights used for evaluation; 0 turns it off.")] = S.ema,
+    ce_weight: Annotated[Optional[float], typer.Option(help=f"mse-ce: weight of the cross-entropy (dcond: "
+                                                            f"{S.ce_weight}).")] = None,
+    ema: Annotated[Optional[float], typer.Option(help="EMA decay of the weights used for evaluation; 0 turns it "
+                                                      "off (dcond: 0).")] = None,
+    randaugment: Annotated[Optional[bool], typer.Option(
+        "--randaugment/--no-randaugment", help="Online and hard-label training: RandAugment each image first.",
+        show_default=False)] = None,
+    best_of_last: Annotated[Optional[float], typer.Option(help="Also record the best evaluation (every 10 epochs) "
+                                                               "of this last share of the run, apart from the "
+                                                               "last epoch's (rded: 0.2).")] = None,
     teacher: Teachers = None,
-    crop_scale: CropScale = V.crop_scale, flip: Flip = V.flip, mix: Mix = V.mix, mix_prob: MixProb = V.mix_prob,
-    mix_alpha: MixAlpha = V.mix_alpha,
+    crop_scale: Annotated[Optional[tuple[float, float]], typer.Option(help="Random-resized-crop area range "
+                                                                           "(dcond: 0.08 1).")] = None,
+    flip: Annotated[Optional[float], typer.Option(help="Chance of a left-right flip (dcond: 0.5).")] = None,
+    mix: Annotated[Optional[str], typer.Option(help="cutmix, mixup or none, per batch (dcond: cutmix).")] = None,
+    mix_prob: Annotated[Optional[float], typer.Option(help="Chance that a batch is mixed (dcond: 1).")] = None,
+    mix_alpha: Annotated[Optional[float], typer.Option(help="λ ~ Beta(α, α) (dcond: 1).")] = None,
     wrap: Annotated[bool, typer.Option(help="Reuse a bank's epochs cyclically past its length.")] = S.wrap,
     fresh_samples: Annotated[int, typer.Option(
         help="With a generator artifact: draw this many new images per class every epoch (labelled by --teacher "
@@ -77,11 +96,13 @@ def train_student_cmd(
 ) -> None:
     """Train a student on condensed images: replaying their soft-label bank, with --teacher online, or on hard
     labels; or on fresh samples of a generator every epoch (--fresh-samples)."""
-    cfg = StudentConfig(model=model, model_options=parse_options(model_opt or []), epochs=epochs,
-                        batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                        schedule=schedule, zeta=zeta, warmup_epochs=warmup_epochs, loss=loss,
-                        temperature=temperature, ce_weight=ce_weight, ema=ema, teachers=list(teacher or []),
-                        views=view_config(crop_scale, flip, mix, mix_prob, mix_alpha), wrap=wrap,
-                        fresh_samples=fresh_samples, seed=seed,
-                        device=device, amp=amp, evaluate=eval)
-    emit(train_student(input_path(artifact), cfg, out, force), json)
+    source = input_path(artifact)
+    views = {"crop_scale": tuple(crop_scale) if crop_scale else None, "flip": flip, "mix": mix,
+             "mix_prob": mix_prob, "mix_alpha": mix_alpha}
+    cfg = student_config(source, recipe, views, model=model, model_options=parse_options(model_opt or []),
+                         epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                         decay_norm=decay_norm, schedule=schedule, zeta=zeta, warmup_epochs=warmup_epochs, loss=loss,
+                         temperature=temperature, ce_weight=ce_weight, ema=ema, randaugment=randaugment,
+                         best_of_last=best_of_last, teachers=list(teacher or []), wrap=wrap,
+                         fresh_samples=fresh_samples, seed=seed, device=device, amp=amp, evaluate=eval)
+    emit(train_student(source, cfg, out, force), json)

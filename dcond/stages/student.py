@@ -7,8 +7,8 @@ the student draws new images from it every epoch (`--fresh-samples`), labelled o
 """
 
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +16,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torchvision.transforms.v2 import RandAugment
 
 from dcond.artifact import Artifact, ArtifactWriter, open_artifact
 from dcond.bank import Bank, has_bank, open_bank
-from dcond.data import DataOptions, check_same_split, load_eval_split, recorded_options, to_input
+from dcond.data import DataOptions, DatasetSpec, check_same_split, load_eval_split, recorded_options, to_input
 from dcond.data.augment import ViewConfig, apply_views, draw_epoch, epoch_generator, mixed_targets
 from dcond.data.folder import ArtifactImages
 from dcond.data.images import load_all
 from dcond.distributed import world
-from dcond.engine import (autocast, ddp, ensemble_logits, evaluate, lr_factor, make_optimizer, place,
-                          resolve_device, set_lr)
+from dcond.engine import (autocast, ddp, decay_groups, ensemble_logits, evaluate, lr_factor, make_optimizer,
+                          place, resolve_device, set_lr)
 from dcond.errors import DcondError
 from dcond.generative import Generator, load_generator, sample
 from dcond.log import info, progress
 from dcond.models import WEIGHTS_FILE, ModelSpec, create_model, load_teachers, state_tensors
 from dcond.stages.relabel import default_batch_size
+from dcond.student_recipes import STUDENT_RECIPES, CondensedSet
 
 LOSSES = ("kl", "mse-ce")
 # (views on the device, teacher logits or None, hard-label distributions)
@@ -39,6 +41,7 @@ Batch = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]
 
 @dataclass
 class StudentConfig:
+    recipe: str = "dcond"  # whose student protocol the settings follow (STUDENT_RECIPES; see student_config)
     model: str = "convnet"
     model_options: dict[str, Any] = field(default_factory=dict)
     epochs: int = 300
@@ -46,8 +49,10 @@ class StudentConfig:
     optimizer: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 0.01
+    decay_norm: bool = True  # weight decay on biases and normalisation weights too (the methods' students: off)
     schedule: str = "cosine"
     zeta: float = 2.0  # the smoothing schedule's ζ
+    milestones: tuple[float, ...] = ()  # multistep: fractions of the run where the rate halves
     warmup_epochs: int = 0
     loss: str = "kl"
     temperature: float | None = None  # default: the bank's
@@ -55,6 +60,8 @@ class StudentConfig:
     ema: float = 0.0  # decay of an exponential moving average of the weights, used for evaluation; 0: off
     teachers: list[Path] = field(default_factory=list)  # label online instead of replaying a bank
     views: ViewConfig = field(default_factory=ViewConfig)  # online and hard-label training
+    randaugment: bool = False  # online and hard-label training: RandAugment each image before its view
+    best_of_last: float = 0.0  # also report the best evaluation (every 10 epochs) in this last share of the run
     wrap: bool = False  # reuse a bank's epochs cyclically when training for more epochs than it holds
     fresh_samples: int = 0  # images per class drawn anew every epoch from a generator artifact
     seed: int = 0
@@ -71,6 +78,28 @@ class StudentConfig:
             raise DcondError("--ema must lie in [0, 1)")
         if self.fresh_samples < 0:
             raise DcondError("--fresh-samples must be >= 0")
+        if not 0 <= self.best_of_last < 1:
+            raise DcondError("--best-of-last must lie in [0, 1)")
+
+
+def student_config(source: Path, recipe: str = "dcond", views: dict[str, Any] | None = None,
+                   **given: Any) -> StudentConfig:
+    """The settings for training a student on the condensed set at `source`: the recipe's for that set (its
+    shape, images per class, bank, RDED factor), with every given value that is not None in their place;
+    `views` likewise overrides fields of the recipe's views."""
+    make = STUDENT_RECIPES.get(recipe)
+    art = open_artifact(source, kinds=("images", "labels", "generator"))
+    config = art.producer.get("config", {})
+    condensed = CondensedSet(art.dataset, max(1, art.section.get("count", 0) // art.dataset.num_classes),
+                             has_bank(art), config.get("factor") or 1 if config.get("method") == "rded" else 1)
+    settings = make(condensed)
+    online = settings.pop("online", False)
+    chosen = replace(settings.pop("views", ViewConfig()), **{k: v for k, v in (views or {}).items() if v is not None})
+    cfg = StudentConfig(**(settings | {k: v for k, v in given.items() if v is not None}), views=chosen, recipe=recipe)
+    if online and not cfg.teachers and art.kind != "generator":
+        raise DcondError(f"the {recipe} student labels every batch with its teachers online: pass --teacher "
+                         "(repeat it for several)")
+    return cfg
 
 
 def train_student(source: Path, cfg: StudentConfig, out: Path | None = None, force: bool = False) -> Path:
@@ -85,8 +114,9 @@ def train_student(source: Path, cfg: StudentConfig, out: Path | None = None, for
         real_spec, split, test_set = load_eval_split(recorded_options(DataOptions(data=""), spec))
         check_same_split(spec, real_spec)
     config = {"source": str(source), **asdict(cfg)}
+    best = BestOfLast(cfg, test_set, spec, device) if cfg.evaluate and cfg.best_of_last else None
     with ArtifactWriter(out, "model", spec, stage="train-student", config=config, parents=parents, force=force) as w:
-        final = fit(model, labels, cfg, device)
+        final = fit(model, labels, cfg, device, best)
         if not world().is_main:  # rank 0 evaluates and writes
             return w.out
         w.save_tensors(WEIGHTS_FILE, state_tensors(final))
@@ -95,7 +125,11 @@ def train_student(source: Path, cfg: StudentConfig, out: Path | None = None, for
                      "train_images": len(labels.labels), "labels": labels.mode}
         if cfg.evaluate:
             w.metrics = {f"{spec.name}:{split}": evaluate(final, test_set, spec, device)}
-            info(f"student {split} top-1 {w.metrics[f'{spec.name}:{split}']['top1']:.4f}")
+            info(f"student {split} top-1 {w.metrics[f'{spec.name}:{split}']['top1']:.4f} (last epoch)")
+        if best is not None:  # never the headline: a separate record, named for what it is
+            w.metrics[f"{spec.name}:{split}:best-of-last-{cfg.best_of_last:.0%}"] = best.record
+            info(f"student best {split} top-1 of the last {cfg.best_of_last:.0%} of epochs {best.top1:.4f} "
+                 f"(epoch {best.epoch + 1})")
         w.card |= {"title": f"Student {cfg.model} trained on {len(labels.labels)} condensed {spec.name} images",
                    "summary": f"Trained for {cfg.epochs} epochs with {labels.mode} labels.",
                    "usage": ["dcond evaluate <this folder>"]}
@@ -108,7 +142,7 @@ def _labels(art: Artifact, cfg: StudentConfig, device: torch.device):
         raise DcondError(f"{art.path} is a generator: pass --fresh-samples N, or draw images with `dcond sample`")
     if cfg.fresh_samples and art.kind != "generator":
         raise DcondError("--fresh-samples needs a generator artifact")
-    k, teachers, parents = art.dataset.num_classes, [], [(art.kind, art)]
+    teachers, parents = [], [(art.kind, art)]
     if cfg.teachers:
         teacher_arts, models = load_teachers(cfg.teachers)
         if not teacher_arts[0].dataset.same_classes(art.dataset):
@@ -121,7 +155,7 @@ def _labels(art: Artifact, cfg: StudentConfig, device: torch.device):
     images = to_input(data.images.to(device), art.dataset)
     if not teachers and has_bank(art):
         return Replay(open_bank(art), images, data.labels, cfg, device), parents
-    return FreshViews(images, data.labels, cfg, device, teachers, k), parents
+    return FreshViews(images, data.labels, cfg, device, teachers, art.dataset, data.images), parents
 
 
 def _share() -> slice:
@@ -166,9 +200,11 @@ class FreshViews:
     """Draws new views every epoch; labels them with teachers run online, or with mixed hard labels."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, cfg: StudentConfig, device: torch.device,
-                 teachers: list[nn.Module], num_classes: int):
+                 teachers: list[nn.Module], spec: DatasetSpec, raw: torch.Tensor | None = None):
         self.images, self.labels, self.cfg, self.device, self.teachers = images, labels, cfg, device, teachers
-        self.num_classes = num_classes
+        self.spec, self.num_classes = spec, spec.num_classes
+        self.raw = raw  # the uint8 images, for RandAugment
+        self.randaugment = RandAugment() if cfg.randaugment else None
         self.temperature = cfg.temperature or 4.0
         self.batch_size = cfg.batch_size or default_batch_size(len(labels))
         self.steps_per_epoch = -(-len(labels) // self.batch_size)
@@ -181,7 +217,11 @@ class FreshViews:
         share = _share()
         for b in range(len(views)):
             v = views.batch(b)
-            x = apply_views(self.images, v)[share]
+            source = self.images
+            if self.randaugment is not None:  # each image RandAugmented, then cropped, flipped and mixed as drawn
+                shown = torch.stack([self.randaugment(img) for img in self.raw[v.order.cpu()]])
+                source, v = to_input(shown.to(self.device), self.spec), replace(v, order=torch.arange(len(v.order)))
+            x = apply_views(source, v)[share]
             logits = ensemble_logits(self.teachers, x, self.device, self.cfg.amp) if self.teachers else None
             yield x, logits, mixed_targets(self.labels, v, self.num_classes)[share].to(self.device)
 
@@ -192,12 +232,13 @@ class FreshSamples(FreshViews):
 
     def __init__(self, generator: Generator, cfg: StudentConfig, device: torch.device, teachers: list[nn.Module]):
         k = generator.spec.num_classes
-        super().__init__(torch.empty(0), torch.arange(k).repeat_interleave(cfg.fresh_samples), cfg, device, teachers, k)
+        super().__init__(torch.empty(0), torch.arange(k).repeat_interleave(cfg.fresh_samples), cfg, device, teachers,
+                         generator.dataset)
         self.generator = generator
 
     def epoch(self, e: int) -> Iterator[Batch]:
         images, _ = sample(self.generator, self.cfg.fresh_samples, self.cfg.seed * 1_000_003 + e, self.device)
-        self.images = to_input(images.to(self.device), self.generator.dataset)
+        self.raw, self.images = images.cpu(), to_input(images.to(self.device), self.generator.dataset)
         yield from super().epoch(e)
 
 
@@ -211,9 +252,33 @@ def student_loss(cfg: StudentConfig, out: torch.Tensor, teacher: torch.Tensor | 
     return F.mse_loss(out, teacher) + cfg.ce_weight * -(targets * F.log_softmax(out, 1)).sum(1).mean()
 
 
-def fit(model: nn.Module, labels, cfg: StudentConfig, device: torch.device) -> nn.Module:
-    """Train `model` on the batches `labels` provides; returns it, or its EMA average."""
-    optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
+class BestOfLast:
+    """Evaluations every 10 epochs (and at the last) in the last `best_of_last` share of the run, and the best:
+    what RDED reports. dcond records it apart from the last epoch's, which is the headline."""
+
+    def __init__(self, cfg: StudentConfig, test_set, spec, device: torch.device):
+        self.first = int((1 - cfg.best_of_last) * cfg.epochs)
+        self.cfg, self.test_set, self.spec, self.device = cfg, test_set, spec, device
+        self.top1, self.epoch = -1.0, -1
+
+    def __call__(self, e: int, model: nn.Module) -> None:
+        if e < self.first or (e % 10 != 9 and e != self.cfg.epochs - 1) or not world().is_main:
+            return
+        top1 = evaluate(model, self.test_set, self.spec, self.device)["top1"]
+        if top1 > self.top1:
+            self.top1, self.epoch = top1, e
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return {"top1": self.top1, "epoch": self.epoch + 1, "from_epoch": self.first + 1}
+
+
+def fit(model: nn.Module, labels, cfg: StudentConfig, device: torch.device,
+        after_epoch: Callable[[int, nn.Module], None] | None = None) -> nn.Module:
+    """Train `model` on the batches `labels` provides; returns it, or its EMA average. `after_epoch(e, model)`
+    sees the model evaluation would see (the EMA average, if any) after every epoch."""
+    optimizer = make_optimizer(cfg.optimizer, decay_groups(model, cfg.weight_decay, cfg.decay_norm), cfg.lr,
+                               cfg.weight_decay)
     net = ddp(model, device)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
     total, warmup = cfg.epochs * labels.steps_per_epoch, cfg.warmup_epochs * labels.steps_per_epoch
@@ -223,7 +288,7 @@ def fit(model: nn.Module, labels, cfg: StudentConfig, device: torch.device) -> n
             model.train()
             loss_sum, n = 0.0, 0
             for x, teacher, targets in labels.epoch(e):
-                set_lr(optimizer, cfg.lr * lr_factor(cfg.schedule, step, total, warmup, cfg.zeta))
+                set_lr(optimizer, cfg.lr * lr_factor(cfg.schedule, step, total, warmup, cfg.zeta, cfg.milestones))
                 with autocast(device, cfg.amp):
                     out = net(x).float()
                 loss = student_loss(cfg, out, teacher, targets, labels.temperature)
@@ -234,4 +299,6 @@ def fit(model: nn.Module, labels, cfg: StudentConfig, device: torch.device) -> n
                     ema.update_parameters(model)
                 step, n, seen, loss_sum = step + 1, n + len(x), seen + len(x), loss_sum + loss.item() * len(x)
             task.advance(1, f"loss {loss_sum / n:.4f}, {seen / (time.perf_counter() - t0):.0f} images/s")
+            if after_epoch is not None:
+                after_epoch(e, ema.module if ema is not None else model)
     return ema.module if ema is not None else model

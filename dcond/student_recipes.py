@@ -1,0 +1,70 @@
+"""Student recipes: how a method's authors train the student on their condensed set (`train-student --recipe`).
+
+A recipe maps the condensed set at hand (its dataset's shape, images per class, whether it carries a bank, the
+stitch factor it was selected with) to StudentConfig settings; flags given on the command line win. "dcond"
+is dcond's own protocol (StudentConfig's defaults). The settings come from the released code
+(docs/official/); docs/methods.md sets them beside dcond's.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dcond.data.augment import ViewConfig
+from dcond.data.spec import DatasetSpec
+from dcond.errors import DcondError
+from dcond.recipes import recipe_for
+from dcond.registry import Registry
+
+
+@dataclass(frozen=True)
+class CondensedSet:
+    """What a student recipe looks at."""
+
+    spec: DatasetSpec
+    ipc: int
+    has_bank: bool
+    factor: int  # RDED's stitch factor (1 for anything else)
+
+
+StudentRecipe = Callable[[CondensedSet], dict[str, Any]]
+STUDENT_RECIPES: Registry[StudentRecipe] = Registry("student recipe")
+STUDENT_RECIPES.register("dcond")(lambda condensed: {})
+
+
+@STUDENT_RECIPES.register("rded")
+def rded(condensed: CondensedSet) -> dict[str, Any]:
+    """LINs-lab/RDED 3f6453d, validation/main.py and argument.py: the teacher labels every CutMix batch online
+    at T = 20 (KL, no T² factor), AdamW 1e-3 with weight decay 0.01 on weights only, the smoothing schedule with
+    ζ = 2 over 300 epochs, crops of 1/factor to all of the image (none at factor 1), and the best evaluation of
+    the last 20 % of epochs reported beside the last."""
+    spec, ipc = condensed.spec, condensed.ipc
+    batch = 10 if ipc <= 1 else 50 if ipc <= 10 else 100
+    batch = 100 if recipe_for(spec) == "tiny-imagenet" else batch * (2 if spec.num_classes in (100, 1000) else 1)
+    return {"epochs": 300, "batch_size": min(batch, ipc * spec.num_classes), "optimizer": "adamw", "lr": 1e-3,
+            "weight_decay": 0.01, "decay_norm": False, "schedule": "smoothing", "zeta": 2.0, "loss": "kl",
+            "temperature": 20.0, "online": True, "best_of_last": 0.2,
+            "views": ViewConfig(crop_scale=(1 / condensed.factor, 1.0), mix="cutmix", mix_prob=1.0, mix_alpha=1.0)}
+
+
+@STUDENT_RECIPES.register("edc")
+def edc(condensed: CondensedSet) -> dict[str, Any]:
+    """shaoshitong/EDC 80116a7: CIFAR-10's direct_train.py (teachers online, RandAugment, crops 0.08-1, flip,
+    CutMix; MSE to the mean teacher logits + 0.025·CE; batch 10; 1000 epochs; MultiStepLR × 0.5 at 80, 90 and
+    95 % of the run; EMA 0.99 weights evaluated) and ImageNet's train_FKD_parallel.py (the stored bank
+    replayed; 300 epochs; lr 1 − e/(2E), which the script runs where it asks for cosine). AdamW 1e-3, weight
+    decay 0.01 on weights only, in both. Its CIFAR-100 and Tiny-ImageNet scripts (SGD, a two-piece cosine)
+    are not followed here."""
+    shape = recipe_for(condensed.spec)
+    common = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.01, "decay_norm": False, "loss": "mse-ce",
+              "ce_weight": 0.025, "ema": 0.99}
+    if shape == "cifar10":
+        return common | {"epochs": 1000, "batch_size": 10, "schedule": "multistep", "milestones": (0.8, 0.9, 0.95),
+                         "online": True, "randaugment": True,
+                         "views": ViewConfig(crop_scale=(0.08, 1.0), mix="cutmix", mix_prob=1.0, mix_alpha=1.0)}
+    if shape == "imagenet":
+        if not condensed.has_bank:
+            raise DcondError("EDC's ImageNet student replays a soft-label bank: relabel the images first")
+        return common | {"epochs": 300, "schedule": "linear", "zeta": 2.0}
+    raise DcondError(f"EDC's {shape} student (SGD with a two-piece cosine) is not a dcond recipe yet; use "
+                     "--recipe dcond")

@@ -1,0 +1,67 @@
+"""`train-student --recipe`: a method's authors' student protocol, filled in from the condensed set at hand, with
+every flag given winning; and the pieces those protocols need (schedules, weight-decay groups, RandAugment,
+the best evaluation of the last epochs kept apart from the last)."""
+
+import pytest
+import torch
+
+from conftest import TINY_MODEL
+from dcond.artifact import open_artifact
+from dcond.engine import decay_groups, lr_factor
+from dcond.errors import DcondError
+from dcond.models import ModelSpec, create_model
+from dcond.stages.student import student_config, train_student
+from test_cli import one_error_line
+
+TINY = {"width": 8, "depth": 2}
+
+
+def test_rded_and_edc_students_follow_the_released_scripts_for_small_data(shared_teacher_images):
+    teacher, images = shared_teacher_images  # 3 classes × 8 images of 12 pixels: the CIFAR-10 shape
+    rded = student_config(images, "rded", teachers=[teacher])
+    assert (rded.epochs, rded.batch_size, rded.loss, rded.temperature, rded.schedule, rded.zeta) == \
+        (300, 24, "kl", 20.0, "smoothing", 2.0)  # batch 50 at IPC ≤ 10, capped at the 24 images
+    assert not rded.decay_norm and rded.best_of_last == 0.2 and rded.views.crop_scale == (1.0, 1.0)
+    edc = student_config(images, "edc", teachers=[teacher])
+    assert (edc.epochs, edc.batch_size, edc.loss, edc.ce_weight, edc.ema, edc.schedule, edc.milestones) == \
+        (1000, 10, "mse-ce", 0.025, 0.99, "multistep", (0.8, 0.9, 0.95))
+    assert edc.randaugment and edc.views.crop_scale == (0.08, 1.0)
+    assert student_config(images, "rded", teachers=[teacher], epochs=7, views={"flip": 0.0}).epochs == 7
+    assert student_config(images, "dcond").epochs == 300 and student_config(images, "dcond").decay_norm
+
+
+@pytest.mark.parametrize("recipe", ["rded", "edc"])
+def test_a_recipe_that_labels_online_needs_a_teacher(cli, shared_teacher_images, recipe):
+    _, images = shared_teacher_images
+    line = one_error_line(cli("train-student", images, "--recipe", recipe, "--epochs", 1))
+    assert f"the {recipe} student labels every batch with its teachers online: pass --teacher" in line
+
+
+def test_rded_records_its_best_of_the_last_epochs_apart_from_the_last(shared_teacher_images, tmp_path):
+    teacher, images = shared_teacher_images
+    cfg = student_config(images, "rded", teachers=[teacher], epochs=20, model_options=TINY)
+    metrics = open_artifact(train_student(images, cfg, tmp_path / "s")).metrics
+    best = metrics["tiny:test:best-of-last-20%"]
+    assert set(metrics) == {"tiny:test", "tiny:test:best-of-last-20%"} and best["from_epoch"] == 17
+    assert best["epoch"] in (20,) and best["top1"] == metrics["tiny:test"]["top1"]  # one evaluation: the last
+
+
+def test_edc_student_trains_with_randaugment_online_teachers_and_ema(cli, shared_teacher_images, tmp_path):
+    teacher, images = shared_teacher_images
+    r = cli("train-student", images, "--recipe", "edc", "--teacher", teacher, "--teacher", teacher, "--epochs", 2,
+            *TINY_MODEL, "--out", tmp_path / "s")
+    assert r.code == 0, r.stderr
+    config = open_artifact(tmp_path / "s").producer["config"]
+    assert config["recipe"] == "edc" and config["randaugment"] and config["ema"] == 0.99
+
+
+def test_schedules_and_weight_decay_groups():
+    assert [lr_factor("multistep", s, 100, milestones=(0.8, 0.9)) for s in (0, 79, 80, 90, 99)] == \
+        [1, 1, 0.5, 0.25, 0.25]
+    assert lr_factor("linear", 50, 100, zeta=2.0) == 0.75
+    model = create_model(ModelSpec("convnet", 1, 3, 12, TINY))
+    decayed, kept = decay_groups(model, 0.01, norms_too=False)
+    assert all(p.ndim > 1 for p in decayed["params"]) and all(p.ndim == 1 for p in kept["params"])
+    assert kept["weight_decay"] == 0 and len(decayed["params"]) + len(kept["params"]) == len(list(model.parameters()))
+    with pytest.raises(DcondError, match="unknown student recipe 'kd'"):
+        student_config(None, "kd")
