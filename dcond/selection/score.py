@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from dcond.data.augment import crop_boxes, resize_crops
+from dcond.data.augment import ViewConfig, crop_boxes, resize_crops
 from dcond.selection import SELECTORS, SelectContext
 
 
@@ -65,10 +65,11 @@ def select_score(ctx: SelectContext, c: int, pool: torch.Tensor, ipc: int, gen: 
     w_info, w_disc, w_comp = ctx.options["score_weights"]
     pixels = pool.float()
     probs = []
-    for _ in range(views):  # the views the soft labels are taken on: crops of half the image or more, flips
-        boxes = crop_boxes(len(pool), (0.5, 1.0), (3 / 4, 4 / 3), gen)
+    drawn = ViewConfig()  # the soft labels are taken on views drawn as `relabel` draws the bank's (before mixing)
+    for _ in range(views):
+        boxes = crop_boxes(len(pool), drawn.crop_scale, drawn.crop_ratio, gen)
         x = resize_crops(pixels, boxes, ctx.spec.image_size)
-        x = torch.where(torch.rand(len(pool), generator=gen)[:, None, None, None] < 0.5, x.flip(3), x)
+        x = torch.where(torch.rand(len(pool), generator=gen)[:, None, None, None] < drawn.flip, x.flip(3), x)
         logits, _ = ctx.logits_and_features(ctx.inputs(x.round().to(torch.uint8)))
         probs.append(logits.softmax(1).cpu())
     z = torch.stack(probs, 1).double()  # candidates × views × classes
