@@ -8,6 +8,7 @@ for one epoch as EDC's are (its squeeze script keeps only the first epoch's weig
 depth 2, and width 128 with instance norm.
 
 Usage: .venv/bin/python benchmarks/methods.py [--ipc 10] [--seeds 3] [--epochs 300] [--methods ...]
+       [--lowrank 1 2]  (also: each bank as rank-R factors per image, to compare selections at equal bank bytes)
 Every step is kept under benchmarks/out/methods and skipped when run again (delete it to start afresh).
 """
 
@@ -15,6 +16,7 @@ import argparse
 import json
 import statistics
 import time
+from pathlib import Path
 
 from common import OUT, machine, metrics, step
 
@@ -42,8 +44,16 @@ def teachers() -> tuple[str, list[str]]:
     return teacher, observers
 
 
-def run(name: str, seed: int, ipc: int, epochs: int, teacher: str, observers: list[str]) -> tuple[float, float]:
-    """One method, one seed: (student test top-1, seconds the method took, as first measured)."""
+def lowrank(labels: str, rank: int, epochs: int, seed: int) -> tuple[float, int]:
+    """The bank stored as rank-`rank` factors per image, int8: (student test top-1, bytes of the bank)."""
+    compressed = step(f"{labels}-lowrank{rank}", "compress-labels", labels, "--method", "lowrank+quantize",
+                      "--rank", rank)
+    student = step(f"{labels}-lowrank{rank}-student", "train-student", compressed, "--epochs", epochs, "--seed", seed)
+    return metrics(student)["top1"], json.loads((Path(compressed) / "dcond.json").read_text())["labels"]["bank"]["bytes"]
+
+
+def run(name: str, seed: int, ipc: int, epochs: int, teacher: str, observers: list[str]) -> tuple[float, float, str]:
+    """One method, one seed: (student test top-1, seconds the method took as first measured, its labels)."""
     tag = f"{name.replace(' ', '-')}-ipc{ipc}-seed{seed}"
     extra = [a for o in observers for a in ("--teacher", o)] if name == "synthesize edc" else []
     times = json.loads(TIMES.read_text()) if TIMES.exists() else {}
@@ -53,7 +63,7 @@ def run(name: str, seed: int, ipc: int, epochs: int, teacher: str, observers: li
     TIMES.write_text(json.dumps(times, indent=1))
     labels = step(ROOT / f"{tag}-labels", "relabel", images, "--teacher", teacher, "--epochs", epochs, "--seed", seed)
     student = step(ROOT / f"{tag}-student", "train-student", labels, "--epochs", epochs, "--seed", seed)
-    return metrics(student)["top1"], seconds
+    return metrics(student)["top1"], seconds, labels
 
 
 def main() -> None:
@@ -62,19 +72,32 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=300, help="relabel and student epochs")
     parser.add_argument("--methods", nargs="*", default=list(SOURCES))
+    parser.add_argument("--lowrank", nargs="*", type=int, default=[],
+                        help="also compress each bank to these ranks (lowrank+quantize) and train on it")
     args = parser.parse_args()
     teacher, observers = teachers()
-    rows = []
+    rows, compressed = [], []
     for name in args.methods:
         results = [run(name, seed, args.ipc, args.epochs, teacher, observers) for seed in range(args.seeds)]
-        accs = [a for a, _ in results]
-        spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        rows.append((name, statistics.mean(accs), spread, accs, statistics.median([s for _, s in results])))
+        accs = [a for a, _, _ in results]
+        rows.append((name, *mean_std(accs), accs, statistics.median([s for _, s, _ in results])))
+        for rank in args.lowrank:
+            small = [lowrank(labels, rank, args.epochs, seed) for seed, (_, _, labels) in enumerate(results)]
+            compressed.append((name, rank, statistics.median([b for _, b in small]), *mean_std([a for a, _ in small])))
     print(f"Fashion-MNIST, IPC {args.ipc}, {args.seeds} seeds, relabel and student epochs {args.epochs} "
           f"(defaults otherwise), teacher {metrics(teacher)['top1']:.2%}, {machine()}\n")
     print("| images | student top-1, mean ± std | seeds | method time (s, median) |\n|---|---|---|---|")
     for name, mean, spread, accs, seconds in rows:
         print(f"| {name} | {mean:.2%} ± {spread:.2%} | {' / '.join(f'{a:.2%}' for a in accs)} | {seconds:.0f} |")
+    if compressed:
+        print("\nThe same banks stored as low-rank factors per image (compress-labels --method lowrank+quantize):\n")
+        print("| images | rank | bank bytes (median) | student top-1, mean ± std |\n|---|---|---|---|")
+        for name, rank, size, mean, spread in compressed:
+            print(f"| {name} | {rank} | {size:,.0f} | {mean:.2%} ± {spread:.2%} |")
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 if __name__ == "__main__":
