@@ -48,8 +48,10 @@ def lowrank(labels: str, rank: int, epochs: int, seed: int) -> tuple[float, int]
     """The bank stored as rank-`rank` factors per image, int8: (student test top-1, bytes of the bank)."""
     compressed = step(f"{labels}-lowrank{rank}", "compress-labels", labels, "--method", "lowrank+quantize",
                       "--rank", rank)
-    student = step(f"{labels}-lowrank{rank}-student", "train-student", compressed, "--epochs", epochs, "--seed", seed)
-    return metrics(student)["top1"], json.loads((Path(compressed) / "dcond.json").read_text())["labels"]["bank"]["bytes"]
+    student = step(f"{labels}-lowrank{rank}-student", "train-student", compressed, "--epochs", epochs,
+                   "--seed", seed)
+    bank = json.loads((Path(compressed) / "dcond.json").read_text())["labels"]["bank"]
+    return metrics(student)["top1"], bank["bytes"]
 
 
 def run(name: str, seed: int, ipc: int, epochs: int, teacher: str, observers: list[str]) -> tuple[float, float, str]:
