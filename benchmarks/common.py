@@ -10,13 +10,15 @@ import sys
 import time
 from pathlib import Path
 
-DCOND = str(Path(sys.executable).parent / "dcond")
+# the installed script, or (where dcond is on PYTHONPATH only, as on the GPU machine) the module
+DCOND = [str(Path(sys.executable).parent / "dcond")] if (Path(sys.executable).parent / "dcond").exists() else \
+    [sys.executable, "-m", "dcond"]
 OUT = Path(os.environ.get("DCOND_BENCH_OUT", Path(__file__).parent / "out"))
 
 
 def dcond(*args, log: Path | None = None) -> tuple[str, float]:
     """Run `dcond ARGS`; return its stdout (the artifact path) and its wall time in seconds."""
-    cmd = [DCOND, *map(str, args)]
+    cmd = [*DCOND, *map(str, args)]
     print("$ dcond " + " ".join(shlex.quote(str(a)) for a in args), file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=open(log, "a") if log else None, text=True)
@@ -41,9 +43,12 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def machine() -> str:
+def machine(device=None) -> str:
+    """What a figure was measured on: the GPU with torch's CUDA version, or the CPU."""
     import torch
 
+    if device is not None and device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}, CUDA {torch.version.cuda}"
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 

@@ -1,9 +1,15 @@
-"""Overhead benchmark: relabel against the teacher's bare forward pass, and student training against the
-student's bare forward+backward pass, each pair measured in the same process at the same batch size.
+"""Overhead of relabel and train-student against the bare loops they wrap, at ImageNet shape, on CPU or GPU.
 
-Usage: .venv/bin/python benchmarks/throughput.py TEACHER IMAGES [--repeats 5] [--epochs 20]
-(IMAGES: an images artifact, e.g. from `dcond select TEACHER --ipc 10`). Prints a markdown table with the
-median rates over the repeats and the median of the per-repeat ratios.
+Each repeat measures, in one process and at one batch size: the teacher's bare forward (bf16 autocast and
+channels-last on CUDA, as the stages run it) against `write_bank` (views drawn, rendered, labelled and
+stored), and the student's bare train step (forward, KL to fixed logits, backward, AdamW) against `fit`
+replaying that bank. The first repeat is a warm-up (cuDNN's algorithm search, allocator growth) and is
+not counted. Generated images; the networks are untrained (speed does not depend on the weights).
+
+Usage: python benchmarks/throughput.py [--device auto] [--model tv:resnet18] [--size 224] [--classes 100]
+       [--images 1024] [--batch 256] [--epochs 8] [--repeats 4]
+Small CPU run: python benchmarks/throughput.py --size 32 --images 256 --batch 64 --epochs 2 --repeats 2
+Prints a markdown table: median rates over the counted repeats and the median of the per-repeat ratios.
 """
 
 import argparse
@@ -11,6 +17,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -18,68 +25,110 @@ import torch.nn.functional as F
 from common import machine
 from dcond.artifact import ArtifactWriter, open_artifact
 from dcond.bank import open_bank
-from dcond.data import load_all, to_input
-from dcond.data.folder import ArtifactImages
-from dcond.models import ModelSpec, create_model, load_teachers
-from dcond.stages.relabel import RelabelConfig, default_batch_size, write_bank
+from dcond.data import DatasetSpec, TensorImages, to_input
+from dcond.engine import autocast, make_optimizer, place, resolve_device
+from dcond.models import ModelSpec, create_model
+from dcond.stages.relabel import RelabelConfig, write_bank
 from dcond.stages.student import Replay, StudentConfig, fit
 
-CPU = torch.device("cpu")
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
-def rate(fn, images_per_call: int, calls: int) -> float:
-    fn()  # warm-up
+def rate(fn, images_per_call: int, calls: int, device: torch.device) -> float:
+    """Images per second of `calls` calls of `fn`, after one warm-up call, the device drained at both ends."""
+    fn()
+    synchronize(device)
     t0 = time.perf_counter()
     for _ in range(calls):
         fn()
+    synchronize(device)
     return images_per_call * calls / (time.perf_counter() - t0)
+
+
+def timed(fn, device: torch.device) -> float:
+    synchronize(device)
+    t0 = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - t0
+
+
+def generated(args) -> tuple[DatasetSpec, TensorImages]:
+    gen = torch.Generator().manual_seed(0)
+    spec = DatasetSpec("generated", tuple(f"c{i}" for i in range(args.classes)), 3, args.size,
+                       (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    images = torch.randint(0, 256, (args.images, 3, args.size, args.size), dtype=torch.uint8, generator=gen)
+    return spec, TensorImages(images, torch.arange(args.images) % args.classes)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("teacher", type=Path)
-    parser.add_argument("images", type=Path)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--model", default="tv:resnet18")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--classes", type=int, default=100)
+    parser.add_argument("--images", type=int, default=1024)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=4)
     args = parser.parse_args()
-    arts, (teacher,) = load_teachers([args.teacher])
-    teacher.eval()
-    data = load_all(ArtifactImages(args.images).split("train"))
-    spec = arts[0].dataset
-    batch = default_batch_size(len(data))
-    x = to_input(data.images[:batch], spec)
-    student = create_model(ModelSpec("convnet", spec.channels, spec.num_classes, spec.image_size))
-    relabel_cfg = RelabelConfig(epochs=args.epochs, batch_size=batch, device="cpu")
+    device = resolve_device(args.device)
+    spec, data = generated(args)
+    model_spec = ModelSpec(args.model, 3, args.classes, args.size)
+    teacher = place(create_model(model_spec), device).eval()
+    student = place(create_model(model_spec), device)
+    x = to_input(data.images[:args.batch].to(device), spec)
+    soft = torch.randn(args.batch, args.classes, device=device)
+    images = to_input(data.images.to(device), spec)
+    calls = args.epochs * -(-args.images // args.batch)
+
+    @torch.no_grad()
+    def forward():
+        with autocast(device):
+            teacher(x).float()
+
+    optimizer = make_optimizer("adamw", student.parameters(), 1e-3, 0.01, device=device)
+
+    def train_step():
+        with autocast(device):
+            out = student(x).float()
+        loss = F.kl_div(F.log_softmax(out / 4, 1), F.log_softmax(soft / 4, 1), log_target=True,
+                        reduction="batchmean")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    relabel_cfg = RelabelConfig(epochs=args.epochs, batch_size=args.batch, device=str(device.type))
+    student_cfg = StudentConfig(epochs=args.epochs, device=str(device.type), evaluate=False)
+    digest = SimpleNamespace(digest="generated")  # what write_bank records of its teachers
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for r in range(args.repeats):
-            with torch.no_grad():
-                bare_fwd = rate(lambda: teacher(x), batch, 4 * args.epochs)
+        for r in range(args.repeats + 1):
+            bare_fwd = rate(forward, args.batch, calls, device)
             with ArtifactWriter(Path(tmp) / f"labels{r}", "labels", spec, stage="bench", config={}) as w:
-                t0 = time.perf_counter()
-                write_bank(w, data, arts, [teacher], relabel_cfg)
-                relabel_rate = len(data) * args.epochs / (time.perf_counter() - t0)
-
-            def step():
-                F.cross_entropy(student(x), data.labels[:batch]).backward()
-
-            bare_train = rate(step, batch, 4 * args.epochs)
-            labels = Replay(open_bank(open_artifact(w.out)), to_input(data.images, spec), data.labels,
-                            StudentConfig(epochs=args.epochs), CPU)
-            t0 = time.perf_counter()
-            fit(student, labels, StudentConfig(epochs=args.epochs, device="cpu"), CPU)
-            train_rate = len(data) * args.epochs / (time.perf_counter() - t0)
-            rows.append((bare_fwd, relabel_rate, bare_train, train_rate))
+                w.section["count"] = len(data)
+                relabel_s = timed(lambda: write_bank(w, data, [digest], [teacher], relabel_cfg), device)
+            bare_train = rate(train_step, args.batch, calls, device)
+            labels = Replay(open_bank(open_artifact(w.out)), images, data.labels, student_cfg, device)
+            train_s = timed(lambda: fit(student, labels, student_cfg, device), device)
+            views = len(data) * args.epochs
+            row = (bare_fwd, views / relabel_s, bare_train, views / train_s)
+            print(f"repeat {r}{' (warm-up)' if r == 0 else ''}: " + ", ".join(f"{v:.0f}" for v in row), flush=True)
+            if r:
+                rows.append(row)
     med = [statistics.median(col) for col in zip(*rows)]
     ratio_relabel = statistics.median(r[1] / r[0] for r in rows)
     ratio_train = statistics.median(r[3] / r[2] for r in rows)
-    print(f"{len(data)} images, batch {batch}, {args.epochs} epochs per repeat, {args.repeats} repeats, {machine()},"
-          f" {torch.get_num_threads()} threads\n")
+    print(f"\n{args.model}, {args.size} px, {len(data)} images of {args.classes} classes, batch {args.batch}, "
+          f"{args.epochs} epochs per repeat, {args.repeats} repeats after a warm-up; {machine(device)}\n")
     print("| measurement | images/s (median) | ratio (median) |\n|---|---|---|")
     print(f"| teacher bare forward | {med[0]:.0f} | |")
-    print(f"| relabel (views, crops, mixes, forward, bank writes) | {med[1]:.0f} | {ratio_relabel:.0%} |")
-    print(f"| student bare forward+backward | {med[2]:.0f} | |")
-    print(f"| train-student replaying the bank (incl. optimizer step) | {med[3]:.0f} | {ratio_train:.0%} |")
+    print(f"| relabel (`write_bank`: views drawn, rendered, labelled, stored) | {med[1]:.0f} | {ratio_relabel:.0%} |")
+    print(f"| student bare train step (forward, KL, backward, AdamW) | {med[2]:.0f} | |")
+    print(f"| train-student (`fit` replaying the bank) | {med[3]:.0f} | {ratio_train:.0%} |")
 
 
 if __name__ == "__main__":

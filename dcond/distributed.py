@@ -22,6 +22,7 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    launched: bool = False  # started by torchrun, with a process group (also of one process: NCCL on one GPU)
 
     @property
     def is_main(self) -> bool:
@@ -29,7 +30,7 @@ class World:
 
     @property
     def distributed(self) -> bool:
-        return self.size > 1
+        return self.launched
 
     def barrier(self) -> None:
         if self.distributed:
@@ -58,14 +59,14 @@ class World:
 
 @cache
 def world() -> World:
-    size = int(os.environ.get("WORLD_SIZE", "1"))
-    if size == 1:
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return World()
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
+    size, rank = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available() and local_rank < torch.cuda.device_count():  # else resolve_device says why not
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     if rank:
         log.set_prefix(f"[rank {rank}] ")
-    return World(rank, size, local_rank)
+    return World(rank, size, local_rank, launched=True)

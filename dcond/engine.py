@@ -3,6 +3,7 @@
 import math
 import os
 from contextlib import nullcontext
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -27,7 +28,11 @@ def resolve_device(name: str) -> torch.device:
         raise DcondError("--device cuda was asked for, but no CUDA device is available")
     if name == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
-    return torch.device("cuda", world().local_rank)
+    rank, gpus = world().local_rank, torch.cuda.device_count()
+    if rank >= gpus:  # two processes cannot share one GPU under NCCL
+        raise DcondError(f"torchrun started more processes on this machine than it has GPUs ({gpus}): pass "
+                         f"--nproc-per-node={gpus}, or --device cpu")
+    return torch.device("cuda", rank)
 
 
 def autocast(device: torch.device, enabled: bool = True):
@@ -69,11 +74,15 @@ def decay_groups(model: nn.Module, weight_decay: float, norms_too: bool = True) 
             {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
 
 
-def make_optimizer(name: str, params, lr: float, weight_decay: float, momentum: float = 0.9):
+def make_optimizer(name: str, params, lr: float, weight_decay: float, momentum: float = 0.9,
+                   device: torch.device = torch.device("cpu")):
+    """On CUDA the fused kernels: one launch per step instead of several per parameter tensor."""
+    fused = device.type == "cuda"
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0,
+                               fused=fused)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
     raise DcondError(f"unknown optimizer '{name}' (known: {', '.join(OPTIMIZERS)})")
 
 
@@ -104,6 +113,18 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
+def to_host(t: torch.Tensor) -> tuple[torch.Tensor, Callable[[], None]]:
+    """A host copy of `t` that fills while the GPU runs on, and a function that waits until it is filled. Reading a
+    GPU tensor directly would also wait for all the work queued after it, leaving the GPU idle."""
+    if t.device.type != "cuda":
+        return t, lambda: None
+    host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    host.copy_(t, non_blocking=True)
+    filled = torch.cuda.Event()
+    filled.record()
+    return host, filled.synchronize
+
+
 @torch.no_grad()
 def ensemble_logits(models: list[nn.Module], x: torch.Tensor, device: torch.device, amp: bool = True) -> torch.Tensor:
     """The mean of several teachers' logits (one teacher: its logits), in float32."""
@@ -117,17 +138,19 @@ def evaluate(model: nn.Module, dataset: ImageDataset, spec: DatasetSpec, device:
     """Top-1, top-5 and per-class accuracy, and mean cross-entropy, of `model` on `dataset`."""
     model.eval()
     k = min(5, spec.num_classes)
-    correct = torch.zeros(spec.num_classes)
-    seen = torch.zeros(spec.num_classes)
-    top_k, loss_sum = 0, 0.0
+    # sums stay on the device until the end: reading one per batch would wait for the GPU every batch
+    correct, seen = torch.zeros(spec.num_classes, device=device), torch.zeros(spec.num_classes, device=device)
+    top_k, loss_sum = torch.zeros((), device=device), torch.zeros((), device=device)
     for images, labels in batches(dataset, batch_size):
+        labels = labels.to(device, non_blocking=True)
         with autocast(device):
-            logits = model(to_input(images.to(device), spec)).float().cpu()
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+            logits = model(to_input(images.to(device, non_blocking=True), spec)).float()
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum")
         hits = logits.topk(k, dim=1).indices == labels[:, None]
         correct.index_add_(0, labels, hits[:, 0].float())
-        seen.index_add_(0, labels, torch.ones(len(labels)))
-        top_k += int(hits.any(1).sum())
+        seen.index_add_(0, labels, torch.ones(len(labels), device=device))
+        top_k += hits.any(1).sum()
+    correct, seen, top_k, loss_sum = correct.cpu(), seen.cpu(), int(top_k), float(loss_sum)
     n = int(seen.sum())
     if n == 0:
         raise DcondError("the evaluation set is empty")

@@ -24,6 +24,22 @@ def pytest_addoption(parser):
                      help="repeat each test that looks for races between processes N times (torchrun stages)")
 
 
+HAS_CUDA = torch.cuda.is_available()
+CUDA_AVAILABLE = torch.cuda.is_available
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cpu_unless_marked_cuda():
+    """Tests not marked `cuda` assert CPU behaviour bit for bit (resumed equals straight, two ranks equal one), so
+    on a GPU machine they run on its CPU, subprocesses too; the `cuda` tests (test_cuda.py) lift this and check what
+    differs on the GPU, with tolerances."""
+    patch = pytest.MonkeyPatch()
+    patch.setattr(torch.cuda, "is_available", lambda: False)
+    patch.setenv("CUDA_VISIBLE_DEVICES", "")
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def stress(request) -> int:
     """How many times a race-hunting test repeats its runs: a race shows up under repetition, not in one run."""

@@ -3,7 +3,6 @@ every flag given winning; and the pieces those protocols need (schedules, weight
 the best evaluation of the last epochs kept apart from the last)."""
 
 import pytest
-import torch
 
 from conftest import TINY_MODEL
 from dcond.artifact import open_artifact

@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.ops import roi_align
 
 from dcond.errors import DcondError
 from dcond.validate import tensor
@@ -190,25 +189,50 @@ def _cutmix_box(lam: float, size: int, gen: torch.Generator) -> torch.Tensor:
 
 def resize_crops(images: torch.Tensor, boxes: torch.Tensor, size: int, sampling_ratio: int = 1) -> torch.Tensor:
     """Crop box i (fractions) out of float image i and resize it to size×size, all in one batched call.
-    One bilinear sample per output pixel is exact for crops no larger than the output; pass
+    One bilinear sample at each output pixel's centre is exact for crops no larger than the output; pass
     sampling_ratio=-1 to average over each output pixel's footprint when shrinking."""
+    b = on_device(boxes, images.device).to(images.dtype)
+    if sampling_ratio == 1:  # torch's own sampler: keeps torchvision (2 s of imports) off relabel and the students
+        return F.grid_sample(images, _sampling_grid(b, size), mode="bilinear", padding_mode="border",
+                             align_corners=False)
+    from torchvision.ops import roi_align
+
     n, _, h, w = images.shape
-    scale = torch.tensor([w, h, w, h], dtype=images.dtype, device=images.device)
-    rois = torch.cat([torch.arange(n, dtype=images.dtype, device=images.device)[:, None],
-                      boxes.to(images.device, images.dtype) * scale], 1)
+    # pixel coordinates by Python scalars: a tensor of scales made on the GPU would wait for the GPU to be idle
+    rois = torch.stack([torch.arange(n, dtype=images.dtype, device=images.device),
+                        b[:, 0] * w, b[:, 1] * h, b[:, 2] * w, b[:, 3] * h], 1)
     return roi_align(images, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=sampling_ratio,
                      aligned=True)
 
 
+def _sampling_grid(boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """grid_sample's grid (x, y in −1 … 1) for the centres of size×size cells laid over each box: the points
+    torchvision's roi_align(aligned=True, sampling_ratio=1) samples, clamped to the border as it does."""
+    centres = (torch.arange(size, dtype=boxes.dtype, device=boxes.device) + 0.5) / size
+    xs = boxes[:, 0:1] + centres * (boxes[:, 2:3] - boxes[:, 0:1])
+    ys = boxes[:, 1:2] + centres * (boxes[:, 3:4] - boxes[:, 1:2])
+    n = len(boxes)
+    grid = torch.stack([xs[:, None, :].expand(n, size, size), ys[:, :, None].expand(n, size, size)], -1)
+    return grid * 2 - 1
+
+
+def on_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`t` on `device` without waiting: a blocking copy to a GPU first waits for all the work queued there, so the
+    host could not prepare the next batch while the GPU runs this one."""
+    return t.to(device, non_blocking=True)
+
+
 def apply_views(images: torch.Tensor, views: Views) -> torch.Tensor:
-    """Render one batch of views from float images (N×C×H×W, indexed by `views.order`), on their device."""
-    x = images[views.order.to(images.device)]
+    """Render one batch of views from float images (N×C×H×W, indexed by `views.order`), on their device.
+    The per-batch CutMix box and λ are read on the host, where they live; nothing waits for the GPU."""
+    device = images.device
+    x = images[on_device(views.order, device)]
     h, w = x.shape[-2:]
     x = resize_crops(x, views.boxes, h)
-    x = torch.where(views.flips.to(x.device).bool()[:, None, None, None], x.flip(3), x)
+    x = torch.where(on_device(views.flips, device).bool()[:, None, None, None], x.flip(3), x)
     lam = float(views.mix_lam[0])
     if lam < 1:
-        partner = x[views.mix_perm.to(x.device)]
+        partner = x[on_device(views.mix_perm, device)]
         box = views.mix_box[0]
         if box.any():  # CutMix: paste the partner's box
             x1, y1, x2, y2 = (box * torch.tensor([w, h, w, h])).round().long().tolist()
@@ -220,7 +244,7 @@ def apply_views(images: torch.Tensor, views: Views) -> torch.Tensor:
 
 
 def mixed_targets(labels: torch.Tensor, views: Views, num_classes: int) -> torch.Tensor:
-    """Hard labels of a rendered batch as distributions, mixed by λ like the images."""
-    own = F.one_hot(labels[views.order], num_classes).float()
+    """Hard labels of a rendered batch as distributions, mixed by λ like the images, on the labels' device."""
+    own = F.one_hot(labels[on_device(views.order, labels.device)], num_classes).float()
     lam = float(views.mix_lam[0])
-    return own if lam >= 1 else lam * own + (1 - lam) * own[views.mix_perm]
+    return own if lam >= 1 else lam * own + (1 - lam) * own[on_device(views.mix_perm, labels.device)]

@@ -8,6 +8,8 @@ those views, and store parameters and logits as one bank file per epoch.
 import os
 import shutil
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 import torch
@@ -15,10 +17,10 @@ import torch
 from dcond.artifact import Artifact, ArtifactWriter, config_key, image_files, save_images
 from dcond.bank import epoch_file, write_epoch
 from dcond.data import TensorImages, to_input
-from dcond.data.augment import ViewConfig, apply_views, draw_epoch, epoch_generator
+from dcond.data.augment import ViewConfig, Views, apply_views, draw_epoch, epoch_generator
 from dcond.data.folder import open_condensed
 from dcond.distributed import world
-from dcond.engine import ensemble_logits, place, resolve_device
+from dcond.engine import ensemble_logits, place, resolve_device, to_host
 from dcond.errors import DcondError
 from dcond.log import info, progress
 from dcond.models import load_teachers
@@ -111,15 +113,22 @@ def write_bank(w: ArtifactWriter, data: TensorImages, teacher_arts: list[Artifac
     if len(todo) < cfg.epochs:
         info(f"resuming: {cfg.epochs - len(todo)} of {cfg.epochs} bank epochs already written")
     mine = world().shard(todo)
-    t0, labelled = time.perf_counter(), 0
-    with progress("relabel epochs", len(mine)) as task:
+    t0, labelled, dtype = time.perf_counter(), 0, DTYPES[cfg.dtype]
+    # a writer thread stores epoch e while the GPU labels epoch e + 1; one epoch waits at most, so memory is bounded
+    with progress("relabel epochs", len(mine)) as task, ThreadPoolExecutor(max_workers=1) as writer:
+        written = None
         for e in mine:
             views = draw_epoch(len(data), batch_size, cfg.views, spec.image_size, epoch_generator(cfg.seed, e))
             logits = torch.cat([ensemble_logits(models, apply_views(images, views.batch(b)), device, cfg.amp)
                                 for b in range(len(views))])
-            write_epoch(w, e, views, logits.cpu(), DTYPES[cfg.dtype])
+            host, filled = to_host(logits.to(dtype))
+            if written is not None:
+                written.result()
+            written = writer.submit(_write, w, e, views, host, filled)
             labelled += len(logits)
             task.advance(1, f"{labelled / (time.perf_counter() - t0):.0f} views/s")
+        if written is not None:
+            written.result()
     world().barrier()
     if any(not (w.dir / epoch_file(e)).exists() for e in range(cfg.epochs)):
         raise DcondError("some bank epochs were not written; run the command again to finish them")
@@ -128,3 +137,7 @@ def write_bank(w: ArtifactWriter, data: TensorImages, teacher_arts: list[Artifac
                          "views": cfg.views.to_dict(), "seed": cfg.seed, "dtype": cfg.dtype,
                          "teachers": [t.digest for t in teacher_arts]}
 
+
+def _write(w: ArtifactWriter, epoch: int, views: Views, logits: torch.Tensor, filled: Callable[[], None]) -> None:
+    filled()
+    write_epoch(w, epoch, views, logits, logits.dtype)

@@ -16,17 +16,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torchvision.transforms.v2 import RandAugment
 
 from dcond.artifact import Artifact, ArtifactWriter, open_artifact
 from dcond.bank import Bank, has_bank, open_bank
 from dcond.data import DataOptions, DatasetSpec, check_same_split, load_eval_split, recorded_options, to_input
-from dcond.data.augment import ViewConfig, apply_views, draw_epoch, epoch_generator, mixed_targets
+from dcond.data.augment import ViewConfig, apply_views, draw_epoch, epoch_generator, mixed_targets, on_device
 from dcond.data.folder import ArtifactImages
 from dcond.data.images import load_all
 from dcond.distributed import world
 from dcond.engine import (autocast, ddp, decay_groups, ensemble_logits, evaluate, lr_factor, make_optimizer,
-                          place, resolve_device, set_lr)
+                          place, resolve_device, set_lr, to_host)
 from dcond.errors import DcondError
 from dcond.generative import Generator, load_generator, sample
 from dcond.log import info, progress
@@ -174,7 +173,7 @@ class Replay:
 
     def __init__(self, bank: Bank, images: torch.Tensor, labels: torch.Tensor, cfg: StudentConfig,
                  device: torch.device):
-        self.bank, self.images, self.labels, self.device = bank, images, labels, device
+        self.bank, self.images, self.labels, self.device = bank, images, labels.to(device), device
         self.num_classes = bank.info["num_classes"]
         self.temperature = cfg.temperature or bank.info["temperature"]
         self.mode = "bank"
@@ -192,8 +191,8 @@ class Replay:
         stored, share = self.bank.epochs, _share()
         for batch in self.bank.epoch(e % stored if stored else e):
             # render the whole batch (mix partners may fall in another rank's share), train on this rank's rows
-            yield (apply_views(self.images, batch.views)[share], batch.logits[share].to(self.device),
-                   mixed_targets(self.labels, batch.views, self.num_classes)[share].to(self.device))
+            yield (apply_views(self.images, batch.views)[share], on_device(batch.logits[share], self.device),
+                   mixed_targets(self.labels, batch.views, self.num_classes)[share])
 
 
 class FreshViews:
@@ -201,10 +200,11 @@ class FreshViews:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, cfg: StudentConfig, device: torch.device,
                  teachers: list[nn.Module], spec: DatasetSpec, raw: torch.Tensor | None = None):
-        self.images, self.labels, self.cfg, self.device, self.teachers = images, labels, cfg, device, teachers
+        self.images, self.labels, self.cfg, self.device = images, labels.to(device), cfg, device
+        self.teachers = teachers
         self.spec, self.num_classes = spec, spec.num_classes
         self.raw = raw  # the uint8 images, for RandAugment
-        self.randaugment = RandAugment() if cfg.randaugment else None
+        self.randaugment = _randaugment() if cfg.randaugment else None
         self.temperature = cfg.temperature or 4.0
         self.batch_size = cfg.batch_size or default_batch_size(len(labels))
         self.steps_per_epoch = -(-len(labels) // self.batch_size)
@@ -223,7 +223,13 @@ class FreshViews:
                 source, v = to_input(shown.to(self.device), self.spec), replace(v, order=torch.arange(len(v.order)))
             x = apply_views(source, v)[share]
             logits = ensemble_logits(self.teachers, x, self.device, self.cfg.amp) if self.teachers else None
-            yield x, logits, mixed_targets(self.labels, v, self.num_classes)[share].to(self.device)
+            yield x, logits, mixed_targets(self.labels, v, self.num_classes)[share]
+
+
+def _randaugment():
+    from torchvision.transforms.v2 import RandAugment  # imported when asked for: torchvision takes 2 s to import
+
+    return RandAugment()
 
 
 class FreshSamples(FreshViews):
@@ -273,20 +279,26 @@ class BestOfLast:
         return {"top1": self.top1, "epoch": self.epoch + 1, "from_epoch": self.first + 1}
 
 
+def _loss_text(loss: torch.Tensor, filled: Callable[[], None], epoch: int) -> str:
+    filled()
+    return f"loss {float(loss):.4f} (epoch {epoch})"
+
+
 def fit(model: nn.Module, labels, cfg: StudentConfig, device: torch.device,
         after_epoch: Callable[[int, nn.Module], None] | None = None) -> nn.Module:
     """Train `model` on the batches `labels` provides; returns it, or its EMA average. `after_epoch(e, model)`
     sees the model evaluation would see (the EMA average, if any) after every epoch."""
     optimizer = make_optimizer(cfg.optimizer, decay_groups(model, cfg.weight_decay, cfg.decay_norm), cfg.lr,
-                               cfg.weight_decay)
+                               cfg.weight_decay, device=device)
     net = ddp(model, device)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
     total, warmup = cfg.epochs * labels.steps_per_epoch, cfg.warmup_epochs * labels.steps_per_epoch
     step, seen, t0 = 0, 0, time.perf_counter()
+    shown = None  # the previous epoch's mean loss on its way to the host: the progress line never stalls the GPU
     with progress("student epochs", cfg.epochs) as task:
         for e in range(cfg.epochs):
             model.train()
-            loss_sum, n = 0.0, 0
+            loss_sum, n = torch.zeros((), device=device), 0  # summed on the device: reading it waits for the GPU
             for x, teacher, targets in labels.epoch(e):
                 set_lr(optimizer, cfg.lr * lr_factor(cfg.schedule, step, total, warmup, cfg.zeta, cfg.milestones))
                 with autocast(device, cfg.amp):
@@ -297,8 +309,11 @@ def fit(model: nn.Module, labels, cfg: StudentConfig, device: torch.device,
                 optimizer.step()
                 if ema is not None:
                     ema.update_parameters(model)
-                step, n, seen, loss_sum = step + 1, n + len(x), seen + len(x), loss_sum + loss.item() * len(x)
-            task.advance(1, f"loss {loss_sum / n:.4f}, {seen / (time.perf_counter() - t0):.0f} images/s")
+                step, n, seen, loss_sum = step + 1, n + len(x), seen + len(x), loss_sum + loss.detach() * len(x)
+            mean = (*to_host(loss_sum / n), e + 1)
+            shown = mean if shown is None or e == cfg.epochs - 1 else shown
+            task.advance(1, f"{_loss_text(*shown)}, {seen / (time.perf_counter() - t0):.0f} images/s")
+            shown = mean
             if after_epoch is not None:
                 after_epoch(e, ema.module if ema is not None else model)
     return ema.module if ema is not None else model

@@ -95,7 +95,7 @@ def train_teacher(data: DataOptions, cfg: TeacherConfig, out: Path | None = None
 
 def _fit(model: torch.nn.Module, train_set, spec, cfg: TeacherConfig, device: torch.device, ckpt: Path) -> None:
     """Train in place; under torchrun with DistributedDataParallel, each rank on its share of every epoch."""
-    optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
+    optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay, device=device)
     net = ddp(model, device)
     steps_per_epoch = -(-(len(train_set) // world().size) // cfg.batch_size)
     total, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
@@ -107,7 +107,7 @@ def _fit(model: torch.nn.Module, train_set, spec, cfg: TeacherConfig, device: to
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout and the like: the same on a resumed run
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         model.train()
-        seen, loss_sum, t0 = 0, 0.0, time.perf_counter()
+        seen, loss_sum, t0 = 0, torch.zeros((), device=device), time.perf_counter()  # read once an epoch
         with progress(f"epoch {epoch + 1}/{cfg.epochs}", steps_per_epoch) as task:
             for step, (images, labels) in enumerate(batches(train_set, cfg.batch_size, shuffle=True, shard=True,
                                                             seed=cfg.seed * 100_003 + epoch, workers=cfg.workers)):
@@ -120,9 +120,9 @@ def _fit(model: torch.nn.Module, train_set, spec, cfg: TeacherConfig, device: to
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                seen, loss_sum = seen + len(labels), loss_sum + loss.item() * len(labels)
-                task.advance(1, f"loss {loss_sum / seen:.4f}")
-        info(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss_sum / seen:.4f}, "
+                seen, loss_sum = seen + len(labels), loss_sum + loss.detach() * len(labels)
+                task.advance(1)
+        info(f"epoch {epoch + 1}/{cfg.epochs}: loss {float(loss_sum) / seen:.4f}, "
              f"{seen / (time.perf_counter() - t0):.0f} images/s")
         if world().is_main:
             save_checkpoint(ckpt, model, optimizer, {"epoch": epoch + 1})

@@ -130,6 +130,9 @@ def _views(x: torch.Tensor, s: dict[str, Any], gen: torch.Generator) -> torch.Te
     return x.flip(3) if float(torch.rand(1, generator=gen)) < s["flip"] else x
 
 
+SHOW_EVERY = 50  # iterations between progress-line readings of the statistics gap
+
+
 def synthesize_unit(ctx: SynthContext, method: Method, unit: Unit) -> tuple[torch.Tensor, list[float]]:
     """Optimise one unit's images; returns them as uint8 and the statistics loss of every iteration."""
     s, spec, device = ctx.settings, ctx.spec, ctx.device
@@ -141,7 +144,7 @@ def synthesize_unit(ctx: SynthContext, method: Method, unit: Unit) -> tuple[torc
     lo, hi = -mean / std, (1 - mean) / std  # the normalised values of pixels 0 and 1
     optimizer = torch.optim.Adam([x], lr=s["lr"], betas=(0.5, 0.9))
     state: dict = {}
-    history = []
+    history, shown = [], ""
     with progress(f"unit {unit.index}", s["iterations"]) as task:
         for it in range(s["iterations"]):
             set_lr(optimizer, s["lr"] * lr_factor("cosine", it, s["iterations"]))
@@ -156,9 +159,11 @@ def synthesize_unit(ctx: SynthContext, method: Method, unit: Unit) -> tuple[torc
             optimizer.step()
             with torch.no_grad():
                 x.copy_(torch.maximum(torch.minimum(x, hi), lo))
-            history.append(stat.item())
-            task.advance(1, f"BN gap {history[-1]:.3f}")
-    return to_uint8(x.detach(), spec).cpu(), history
+            history.append(stat.detach())
+            # the gap is read on the host only now and then: each read waits for the GPU to finish the iteration
+            shown = f"BN gap {float(stat):.3f}" if it % SHOW_EVERY == 0 or it == s["iterations"] - 1 else shown
+            task.advance(1, shown)
+    return to_uint8(x.detach(), spec).cpu(), torch.stack(history).tolist() if history else []
 
 
 from dcond.synthesis import classwise, edc, sre2l  # noqa: E402,F401  (register the methods)
