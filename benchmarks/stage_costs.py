@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 from safetensors.torch import save_file
 

@@ -30,8 +30,11 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import tomllib
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,30 +202,82 @@ class StageRun:
     input: str | None = None  # the artifact it read
 
 
-def run_pipeline(pipe: Pipeline, commands: dict[str, click.Command], cache: Path) -> list[dict[str, Any]]:
-    """Run every row of the matrix; returns, per row, its matrix values and its stages' runs."""
+def run_pipeline(pipe: Pipeline, commands: dict[str, click.Command], cache: Path,
+                 jobs: int = 1) -> list[dict[str, Any]]:
+    """Run every row of the matrix; returns, per row, its matrix values and its stages' runs. With `jobs` > 1,
+    up to that many stages whose inputs are ready run side by side (the rows of the matrix; the students of one
+    set of images): small networks leave a GPU mostly idle, so several processes share it."""
+    if jobs < 1:
+        raise DcondError("--jobs must be at least 1")
     cache.mkdir(parents=True, exist_ok=True)
-    results = []
-    for row in pipe.rows():
-        label = ", ".join(f"{k}={v}" for k, v in row.items()) or "all"
-        info(f"pipeline {pipe.name}: {label}")
-        outputs: dict[str, Path] = {}
-        runs = []
-        for i, stage in enumerate(pipe.stages):
-            args = {k: _resolve(_substitute(v, row), outputs) for k, v in stage.args.items()}
-            source = stage.input if stage.input is not None else (f"@{pipe.stages[i - 1].name}" if i else None)
-            input_path = _resolve(_substitute(source, row), outputs) if _takes_input(commands[stage.run]) else None
-            runs.append(_run_stage(stage, commands[stage.run], input_path, args, cache))
-            runs[-1].input = input_path
-            outputs[stage.name] = Path(runs[-1].path)
-        results.append({"matrix": row, "label": label, "stages": [r.__dict__ for r in runs]})
-    return results
+    once = _Once()
+    # tasks are queued in order and every stage waits only for stages queued before it, so no worker ever waits
+    # for a stage that no worker will start
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        rows = []
+        for row in pipe.rows():
+            label = ", ".join(f"{k}={v}" for k, v in row.items()) or "all"
+            info(f"pipeline {pipe.name}: {label}")
+            runs: dict[str, Future] = {}
+            for i, stage in enumerate(pipe.stages):
+                source = stage.input if stage.input is not None else (f"@{pipe.stages[i - 1].name}" if i else None)
+                runs[stage.name] = pool.submit(_stage_when_ready, stage, source, row, dict(runs), commands, cache,
+                                               once)
+            rows.append((row, label, list(runs.values())))
+        return [{"matrix": row, "label": label, "stages": [f.result().__dict__ for f in runs]}
+                for row, label, runs in rows]
+
+
+class _Once:
+    """Runs each stage key once, however many rows reach it at the same time (a shared teacher, say)."""
+
+    def __init__(self):
+        self.lock, self.runs = threading.Lock(), {}
+
+    def __call__(self, key: str, run: Callable[[], "StageRun"]) -> "StageRun":
+        with self.lock:
+            first = key not in self.runs
+            if first:
+                self.runs[key] = Future()
+        if not first:
+            self.runs[key].result()  # the first run of this key has finished (or raises its error)
+            return run()  # served from the cache now, as a later row always was
+        try:
+            self.runs[key].set_result(run())
+        except BaseException as e:
+            self.runs[key].set_exception(e)
+        return self.runs[key].result()
+
+
+def _stage_when_ready(stage: Stage, source: str | None, row: dict[str, Any], earlier: dict[str, Future],
+                      commands: dict[str, click.Command], cache: Path, once: _Once) -> "StageRun":
+    """Wait for the earlier stages this one reads (its input and its @-arguments), then run it."""
+    args = {k: _substitute(v, row) for k, v in stage.args.items()}
+    source = _substitute(source, row) if _takes_input(commands[stage.run]) else None
+    outputs = {name: Path(earlier[name].result().path) for name in _references([source, *args.values()])}
+    args = {k: _resolve(v, outputs) for k, v in args.items()}
+    input_path = _resolve(source, outputs)
+    run = _run_stage(stage, commands[stage.run], input_path, args, cache, once)
+    run.input = input_path
+    return run
+
+
+def _references(value: Any) -> set[str]:
+    """The stage names an argument refers to as @name."""
+    if isinstance(value, list):
+        return set().union(*map(_references, value)) if value else set()
+    return {value[1:]} if isinstance(value, str) and value.startswith("@") else set()
 
 
 def _run_stage(stage: Stage, command: click.Command, input_path: str | None, args: dict[str, Any],
-               cache: Path) -> StageRun:
+               cache: Path, once: _Once) -> StageRun:
     key = hashlib.sha256(json.dumps({"dcond": __version__, "run": stage.run, "input": _digest_of(input_path),
                                      "args": _digest_of(args)}, sort_keys=True, default=str).encode()).hexdigest()
+    return once(key, lambda: _cached_or_run(stage, command, input_path, args, cache, key))
+
+
+def _cached_or_run(stage: Stage, command: click.Command, input_path: str | None, args: dict[str, Any],
+                   cache: Path, key: str) -> StageRun:
     evaluates = stage.run == "evaluate"  # evaluate records metrics in its input; it writes no artifact
     out = Path(input_path) if evaluates else cache / f"{stage.name}-{key[:16]}"
     record = cache / f"{stage.name}-{key[:16]}.json"

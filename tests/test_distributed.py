@@ -16,13 +16,12 @@ from dcond.stages.relabel import RelabelConfig, relabel
 from test_import_labels import write_sre2l_bank
 
 pytestmark = pytest.mark.e2e
-BIN = Path(sys.executable).parent
 
 
 def run(*args, ranks: int = 2, script: str | None = None, cwd: Path) -> subprocess.CompletedProcess:
     target = [script] if script else ["-m", "dcond"]
-    launcher = [str(BIN / "torchrun"), "--standalone", f"--nproc-per-node={ranks}"] if ranks > 1 else \
-        [sys.executable]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"] \
+        if ranks > 1 else [sys.executable]
     # one intra-op thread, as torchrun gives each rank: sums split over other thread counts round differently
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     return subprocess.run([*launcher, *target, *map(str, args)], capture_output=True, text=True, cwd=cwd,

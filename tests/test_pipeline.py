@@ -65,6 +65,34 @@ def test_cache_reruns_only_what_changed(cli, pipeline_file, tmp_path):
     assert r.code == 1 and accuracy in r.stderr and "fell by more than 0.01" in r.stderr
 
 
+MATRIX = PIPELINE.replace('name = "tiny"', 'name = "tiny"\n\n[matrix]\nipc = [2, 3]') \
+    .replace("ipc = {ipc}", 'ipc = "${{ipc}}"') + \
+    """
+[[stage]]
+name = "student-hard"
+run = "train-student"
+input = "@images"
+epochs = 2
+model-opt = ["width=8", "depth=2"]
+"""
+
+
+def test_jobs_run_ready_stages_side_by_side_with_the_results_of_one_job(cli, tiny_folder, tmp_path):
+    (tmp_path / "m.toml").write_text(MATRIX.format(data=tiny_folder))
+    reports = {}
+    for jobs in (3, 1):
+        r = cli("run", tmp_path / "m.toml", "--cache", tmp_path / f"cache{jobs}", "--jobs", jobs, "--out",
+                tmp_path / f"report{jobs}")
+        assert r.code == 0, r.stderr
+        reports[jobs] = json.loads((tmp_path / f"report{jobs}" / "report.json").read_text())["rows"]
+    # which row runs a stage that two rows share (the teacher) and which finds it cached may vary; what runs may not
+    assert sorted(stages_run(tmp_path / "report3")) == sorted(stages_run(tmp_path / "report1")) == \
+        sorted(["teacher", "images", "student", "student-hard", "images", "student", "student-hard"])
+    for three, one in zip(reports[3], reports[1]):  # (keys differ: they hold digests, which seal creation times)
+        assert [(s["name"], s["metrics"]) for s in three["stages"]] == \
+            [(s["name"], s["metrics"]) for s in one["stages"]]
+
+
 def _flat(report: dict) -> dict:
     return flat_results(report["rows"])
 

@@ -22,6 +22,9 @@ def run_cmd(
     check_against: Annotated[Optional[Path], typer.Option(
         "--check", help="A baseline report.json: fail if an accuracy fell by more than --tolerance.")] = None,
     tolerance: Annotated[float, typer.Option(help="Allowed fall of an accuracy, absolute (0.01 = 1 point).")] = 0.01,
+    jobs: Annotated[int, typer.Option(min=1, help="Stages run side by side when their inputs are ready (rows of "
+                                                  "the matrix, students of one set of images); on a GPU, 4 or more "
+                                                  "keep it busy.")] = 1,
 ) -> None:
     """Run a whole pipeline file; stages whose inputs and arguments are unchanged are taken from the cache."""
     from dcond.cli import app
@@ -30,7 +33,7 @@ def run_cmd(
     pipe = load_pipeline(pipeline, commands)
     baseline = _baseline(check_against) if check_against else None
     t0 = time.perf_counter()
-    rows = run_pipeline(pipe, commands, cache)
+    rows = run_pipeline(pipe, commands, cache, jobs)
     report_dir = out or Path("runs") / pipe.name
     write_report(report_dir, pipe.name, rows, time.perf_counter() - t0)
     print(results_table(rows), file=sys.stderr)
