@@ -57,16 +57,23 @@ class World:
         return items[self.rank:: self.size]
 
 
+def gpus_per_process() -> bool:
+    """Whether each of torchrun's processes on this machine can have a GPU of its own."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return torch.cuda.is_available() and local <= torch.cuda.device_count()
+
+
 @cache
 def world() -> World:
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return World()
     size, rank = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available() and local_rank < torch.cuda.device_count():  # else resolve_device says why not
+    gpus = gpus_per_process()
+    if gpus:
         torch.cuda.set_device(local_rank)
-    if not dist.is_initialized():
-        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
+    if not dist.is_initialized():  # every rank decides alike: one GPU each, or none (resolve_device says why)
+        dist.init_process_group("cpu:gloo,cuda:nccl" if gpus else "gloo")
     if rank:
         log.set_prefix(f"[rank {rank}] ")
     return World(rank, size, local_rank, launched=True)

@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from dcond.data import DatasetSpec, ImageDataset, batches, to_input
-from dcond.distributed import world
+from dcond.distributed import gpus_per_process, world
 from dcond.errors import DcondError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -28,11 +28,11 @@ def resolve_device(name: str) -> torch.device:
         raise DcondError("--device cuda was asked for, but no CUDA device is available")
     if name == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
-    rank, gpus = world().local_rank, torch.cuda.device_count()
-    if rank >= gpus:  # two processes cannot share one GPU under NCCL
+    if world().distributed and not gpus_per_process():  # two processes cannot share one GPU under NCCL
+        gpus = torch.cuda.device_count()
         raise DcondError(f"torchrun started more processes on this machine than it has GPUs ({gpus}): pass "
                          f"--nproc-per-node={gpus}, or --device cpu")
-    return torch.device("cuda", rank)
+    return torch.device("cuda", world().local_rank)
 
 
 def autocast(device: torch.device, enabled: bool = True):

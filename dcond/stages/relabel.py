@@ -56,6 +56,7 @@ def default_batch_size(num_images: int) -> int:
 
 def relabel(images: Path, teachers: list[Path], cfg: RelabelConfig, out: Path | None = None,
             force: bool = False) -> Path:
+    resolve_device(cfg.device)  # a device that cannot be had fails here, before anything is written
     teacher_arts, models = load_teachers(teachers)
     spec = teacher_arts[0].dataset
     source, data = open_condensed(images, spec)

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The GPU checks (docs/benchmarks.md, "GPU") in one time-boxed run. Each part has its own box, all share one budget
+# (GPU_BUDGET_S, default 540 s), and each writes to $OUT/gpu.log as it goes, so a part cut off leaves the others.
+# On the device machine, from the project root, after the setup line of ../shared/tools/prepare-gpu-run.sh:
+#   bash benchmarks/gpu.sh [PART ...]     (parts: info throughput pipeline suite costs sre2l; default all)
+# The official SRe2L comparison needs its patched recover script in .gpu/sre2l (see docs/benchmarks.md).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/dcond-gpu}
+mkdir -p "$OUT"
+LOG=$OUT/gpu.log
+START=$(date +%s)
+BUDGET=${GPU_BUDGET_S:-540}
+PARTS=${*:-info throughput pipeline suite costs sre2l}
+export PYTHONUNBUFFERED=1
+
+part() {  # part NAME SECONDS COMMAND...: COMMAND for at most SECONDS, less when the budget runs short
+  local name=$1 box=$2 left
+  shift 2
+  [[ " $PARTS " == *" $name "* ]] || return 0
+  left=$((BUDGET - ($(date +%s) - START)))
+  ((box > left)) && box=$left
+  if ((box < 15)); then echo "=== $name: skipped, budget spent" | tee -a "$LOG"; return 0; fi
+  echo "=== $name (box ${box} s) at $(date +%T)" | tee -a "$LOG"
+  local t0=$SECONDS
+  timeout --kill-after=5 "$box" "$@" >>"$LOG" 2>&1
+  echo "=== $name: exit $?, $((SECONDS - t0)) s" | tee -a "$LOG"
+}
+
+info() {
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  python3 -c "import torch, torchvision as tv; print('torch', torch.__version__, 'CUDA', torch.version.cuda,
+      'cuDNN', torch.backends.cudnn.version(), 'torchvision', tv.__version__, torch.cuda.get_device_name())"
+  echo "CPU cores: $(nproc)"
+  for i in 1 2 3; do TIMEFORMAT="import torch: %R s"; time python3 -c "import torch"; done
+  for i in 1 2 3; do TIMEFORMAT="import dcond.cli: %R s"; time python3 -c "import dcond.cli"; done
+}
+
+pipeline() {  # the README's main job, the FMNIST example, in a fresh cache; then its results table
+  rm -rf /tmp/fm-cache /tmp/fm-report
+  TIMEFORMAT="example pipeline wall: %R s"
+  time python3 -m dcond run examples/fashion-mnist.toml --jobs 6 --cache /tmp/fm-cache --out /tmp/fm-report
+  cp /tmp/fm-report/report.md "$OUT/pipeline-report.md"
+}
+
+export -f info pipeline
+part info 30 bash -c info
+part throughput 80 bash -c "cd benchmarks && python3 throughput.py --epochs 16 --repeats 5"
+part pipeline 130 bash -c pipeline
+part suite 170 python3 -m pytest -q -n 12 -p no:cacheprovider --junitxml="$OUT/suite.xml"
+part costs 100 bash -c "cd benchmarks && python3 stage_costs.py --repeats 2 --iterations 10 30"
+part sre2l 30 bash -c "ITERS=40 bash .gpu/sre2l/run.sh"
+echo "=== done in $(($(date +%s) - START)) s" | tee -a "$LOG"
+grep -E '^(\||===|example pipeline|import |SRE2L|torch |CPU|NVIDIA|name|repeat|[0-9]+ (passed|failed)|FAILED|ERROR)|passed|failed' "$LOG" | tail -90
