@@ -85,8 +85,8 @@ def main() -> None:
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import torch"], check=True)
     rows.append(("import torch (python -c)", time.perf_counter() - t0))
-    cost("train-teacher --epochs 0 --weights (import; BN statistics of the 2 images/class)", "train-teacher",
-         "--data", folder / "train", "--image-size", args.size, "--model", "tv:resnet18", "--epochs", 0,
+    cost("train-teacher --epochs 0 --weights (import; statistics of 2 images/class; test split)", "train-teacher",
+         "--data", folder, "--image-size", args.size, "--model", "tv:resnet18", "--epochs", 0,
          "--weights", weights, *dev, "--out", teacher)
     cost("select --method random --ipc 1", "select", teacher, "--method", "random", "--ipc", 1, *dev, "--out", images)
     cost("relabel --epochs 1", "relabel", images, "--teacher", teacher, "--epochs", 1, *dev, "--out", labels)

@@ -26,6 +26,7 @@ from common import machine
 from dcond.artifact import ArtifactWriter, open_artifact
 from dcond.bank import open_bank
 from dcond.data import DatasetSpec, TensorImages, to_input
+from dcond.data.augment import ViewConfig, apply_views, draw_epoch, epoch_generator
 from dcond.engine import autocast, make_optimizer, place, resolve_device
 from dcond.models import ModelSpec, create_model
 from dcond.stages.relabel import RelabelConfig, write_bank
@@ -101,6 +102,11 @@ def main() -> None:
         loss.backward()
         optimizer.step()
 
+    views = draw_epoch(len(data), args.batch, ViewConfig(), args.size, epoch_generator(0, 0))
+
+    def render():  # what relabel does besides the forward: draw nothing, render one batch of views
+        apply_views(images, views.batch(0))
+
     relabel_cfg = RelabelConfig(epochs=args.epochs, batch_size=args.batch, device=str(device.type))
     student_cfg = StudentConfig(epochs=args.epochs, device=str(device.type), evaluate=False)
     digest = SimpleNamespace(digest="generated")  # what write_bank records of its teachers
@@ -108,14 +114,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats + 1):
             bare_fwd = rate(forward, args.batch, calls, device)
+            rendering = rate(render, args.batch, calls, device)
             with ArtifactWriter(Path(tmp) / f"labels{r}", "labels", spec, stage="bench", config={}) as w:
                 w.section["count"] = len(data)
                 relabel_s = timed(lambda: write_bank(w, data, [digest], [teacher], relabel_cfg), device)
             bare_train = rate(train_step, args.batch, calls, device)
             labels = Replay(open_bank(open_artifact(w.out)), images, data.labels, student_cfg, device)
             train_s = timed(lambda: fit(student, labels, student_cfg, device), device)
-            views = len(data) * args.epochs
-            row = (bare_fwd, views / relabel_s, bare_train, views / train_s)
+            n_views = len(data) * args.epochs
+            row = (bare_fwd, n_views / relabel_s, bare_train, n_views / train_s, rendering)
             print(f"repeat {r}{' (warm-up)' if r == 0 else ''}: " + ", ".join(f"{v:.0f}" for v in row), flush=True)
             if r:
                 rows.append(row)
@@ -126,6 +133,7 @@ def main() -> None:
           f"{args.epochs} epochs per repeat, {args.repeats} repeats after a warm-up; {machine(device)}\n")
     print("| measurement | images/s (median) | ratio (median) |\n|---|---|---|")
     print(f"| teacher bare forward | {med[0]:.0f} | |")
+    print(f"| rendering views alone (`apply_views`: gather, crop-resize, flip, CutMix) | {med[4]:.0f} | |")
     print(f"| relabel (`write_bank`: views drawn, rendered, labelled, stored) | {med[1]:.0f} | {ratio_relabel:.0%} |")
     print(f"| student bare train step (forward, KL, backward, AdamW) | {med[2]:.0f} | |")
     print(f"| train-student (`fit` replaying the bank) | {med[3]:.0f} | {ratio_train:.0%} |")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 import zstandard
 from PIL import Image
 from safetensors import SafetensorError
@@ -506,29 +507,46 @@ def describe_images(w: ArtifactWriter) -> None:
     w.section |= {"images_dir": IMAGES_DIR, "count": sum(per_class), "per_class": per_class}
 
 
-def written_images(w: ArtifactWriter) -> tuple[torch.Tensor, torch.Tensor]:
-    """The images written into `w` so far, in the order readers of the finished artifact will see them."""
+def written_images(w: ArtifactWriter, classes: list[int] | None = None,
+                   per_class: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images written into `w` so far, in the order readers of the finished artifact will see them: all of
+    them, or the first `per_class` of each of `classes`."""
     from dcond.data.images import decode_image
 
     spec, root = w.dataset, w.dir / IMAGES_DIR
-    folders = {class_folder(c, n, spec.num_classes): c for c, n in enumerate(spec.classes)}
-    paths = sorted(p for p in root.glob("*/*.png") if p.parent.name in folders)
-    images = torch.stack([decode_image(p, spec.channels, spec.image_size) for p in paths])
-    return images, torch.tensor([folders[p.parent.name] for p in paths])
+    wanted = range(spec.num_classes) if classes is None else classes
+    paths, labels = [], []
+    for c in wanted:
+        found = sorted((root / class_folder(c, spec.classes[c], spec.num_classes)).glob("*.png"))
+        paths += found[:per_class]
+        labels += [c] * len(found[:per_class])
+    if not paths:
+        return torch.empty(0, spec.channels, spec.image_size, spec.image_size, dtype=torch.uint8), torch.empty(0)
+    return torch.stack([decode_image(p, spec.channels, spec.image_size) for p in paths]), torch.tensor(labels)
 
 
-def save_preview(w: ArtifactWriter, per_class: int = 10, scale: int = 2,
+PREVIEW_ROWS, PREVIEW_SIDE = 20, 96  # a contact sheet of at most 20 classes, thumbnails of at most 96 pixels
+
+
+def save_preview(w: ArtifactWriter, per_class: int = 10,
                  samples: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
     """preview.png: a contact sheet, one row per class, so a person can look at what was made: the images
-    written to `w`, or `samples` (uint8 images and their labels) when it holds no images (a generator)."""
-    images, labels = samples if samples is not None else written_images(w)
+    written to `w`, or `samples` (uint8 images and their labels) when it holds no images (a generator). With
+    many classes, 20 spread evenly over them; small images are shown at twice their size, large ones shrunk,
+    so the sheet stays a few megapixels for ImageNet as for MNIST."""
     spec = w.dataset
-    side = spec.image_size * scale
-    sheet = torch.full((spec.channels, spec.num_classes * side, per_class * side), 255, dtype=torch.uint8)
-    for c in range(spec.num_classes):
-        for i, img in enumerate(images[labels == c][:per_class]):
-            big = img.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
-            sheet[:, c * side:(c + 1) * side, i * side:(i + 1) * side] = big
+    rows = torch.linspace(0, spec.num_classes - 1, min(spec.num_classes, PREVIEW_ROWS)).round().long().tolist()
+    images, labels = samples if samples is not None else written_images(w, rows, per_class)
+    side = min(2 * spec.image_size, PREVIEW_SIDE)
+    sheet = torch.full((spec.channels, len(rows) * side, per_class * side), 255, dtype=torch.uint8)
+    for r, c in enumerate(rows):
+        shown = images[labels == c][:per_class]
+        if not len(shown):
+            continue
+        thumbs = F.interpolate(shown.float(), size=(side, side), mode="nearest" if side > spec.image_size else
+                               "area").round().clamp(0, 255).to(torch.uint8)
+        for i, img in enumerate(thumbs):
+            sheet[:, r * side:(r + 1) * side, i * side:(i + 1) * side] = img
     _save_png(sheet, w.path("preview.png"))
 
 

@@ -75,11 +75,10 @@ def batch_stats(x: torch.Tensor, conv: bool, p: int) -> Stats:
     return stats
 
 
-def image_stats(x: torch.Tensor, conv: bool, p: int) -> Stats:
-    """Each image's own statistics, B×C (and B×locations)."""
+def image_stats(x: torch.Tensor, tiles: torch.Tensor | None) -> Stats:
+    """Each image's own statistics, B×C (and, given its patches (`_patches`), B×locations)."""
     stats = [x.mean((2, 3)), x.var((2, 3), unbiased=False)]
-    if conv:
-        tiles = _patches(x, p)
+    if tiles is not None:
         stats += [tiles.mean(2), tiles.var(2, unbiased=False)]
     return stats
 
@@ -108,11 +107,12 @@ def real_statistics(model: nn.Module, dataset: ImageDataset, spec: DatasetSpec, 
             counts.index_add_(0, labels, torch.ones(len(labels), dtype=torch.float64, device=device))
             for (name, module), x in zip(named, inputs):
                 x = x.double()
-                for key, value in zip(KEYS, image_stats(x, is_conv(module), p)):
+                tiles = _patches(x, p) if is_conv(module) else None  # cut once, for both sums
+                for key, value in zip(KEYS, image_stats(x, tiles)):
                     total = class_sums.setdefault(f"{name}.class_{key}", x.new_zeros(k, value.shape[1]))
                     total.index_add_(0, labels, value)
-                if is_conv(module):
-                    _pool(pooled, name, x, p)
+                if tiles is not None:
+                    _pool(pooled, name, x, tiles)
             task.advance(len(labels))
     stats = {key: (total / counts.clamp_min(1)[:, None]).float().cpu() for key, total in class_sums.items()}
     for name, (s1, s2, n, t1, t2, m) in pooled.items():
@@ -121,9 +121,9 @@ def real_statistics(model: nn.Module, dataset: ImageDataset, spec: DatasetSpec, 
     return {key: v.float().cpu() for key, v in stats.items()} | {"count": counts.float().cpu()}
 
 
-def _pool(pooled: dict[str, list], name: str, x: torch.Tensor, p: int) -> None:
-    """Add a batch to the running sums from which a Conv2d input's whole-set statistics are computed."""
-    tiles = _patches(x, p)
+def _pool(pooled: dict[str, list], name: str, x: torch.Tensor, tiles: torch.Tensor) -> None:
+    """Add a batch (and its patches) to the running sums from which a Conv2d input's whole-set statistics are
+    computed."""
     part = [x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), x.shape[0] * x.shape[2] * x.shape[3],
             tiles.sum((0, 2)), (tiles * tiles).sum((0, 2)), tiles.shape[0] * tiles.shape[2]]
     pooled[name] = part if name not in pooled else [a + b for a, b in zip(pooled[name], part)]
