@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The GPU checks (docs/benchmarks.md, "GPU") in one time-boxed run. Each part has its own box, all share one budget
-# (GPU_BUDGET_S, default 540 s), and each writes to $OUT/gpu.log as it goes, so a part cut off leaves the others.
+# (GPU_BUDGET_S, default 580 s), and each writes to $OUT/gpu.log as it goes, so a part cut off leaves the others.
 # On the device machine, from the project root, after the setup line of ../shared/tools/prepare-gpu-run.sh:
-#   bash benchmarks/gpu.sh [PART ...]     (parts: info throughput pipeline cuda suite costs sre2l; default all,
-# in the order they are listed below)
+#   bash benchmarks/gpu.sh [PART ...]     (parts: install info cuda suite pipeline throughput costs
+# sre2l; default all, run in that order)
 # The official SRe2L comparison needs its patched recover script in .gpu/sre2l (see docs/benchmarks.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -11,8 +11,8 @@ OUT=${OUT:-/tmp/dcond-gpu}
 mkdir -p "$OUT"
 LOG=$OUT/gpu.log
 START=$(date +%s)
-BUDGET=${GPU_BUDGET_S:-540}
-PARTS=${*:-info throughput pipeline cuda suite costs sre2l}
+BUDGET=${GPU_BUDGET_S:-580}
+PARTS=${*:-install info cuda suite pipeline throughput costs sre2l}
 export PYTHONUNBUFFERED=1
 
 part() {  # part NAME SECONDS COMMAND...: COMMAND for at most SECONDS, less when the budget runs short
@@ -45,11 +45,14 @@ pipeline() {  # the README's main job, the FMNIST example, in a fresh cache; the
 }
 
 export -f info pipeline
+# dcond installed as a user installs it (its console script beside python3: the tests of the installed command
+# need it), from this checkout, with no index: the machine has every dependency but zstandard (carried as a wheel)
+part install 60 python3 -m pip install -q --no-deps --no-build-isolation --no-index .
 part info 30 bash -c info
 # a test that hangs fails after 90 s where pytest-timeout is installed, so the run still ends with its report
 TIMEOUT=$(python3 -c "import pytest_timeout" 2>/dev/null && echo "--timeout=90")
 part cuda 60 python3 -m pytest -v -n 4 -p no:cacheprovider -rfE $TIMEOUT tests/test_cuda.py
-part suite 140 python3 -m pytest -q -n 14 -p no:cacheprovider -rfE $TIMEOUT --ignore=tests/test_cuda.py
+part suite 240 python3 -m pytest -v -n 14 -p no:cacheprovider -rfE $TIMEOUT --ignore=tests/test_cuda.py
 part pipeline 130 bash -c pipeline
 part throughput 80 bash -c "cd benchmarks && python3 throughput.py --epochs 16 --repeats 5"
 part costs 100 bash -c "cd benchmarks && python3 stage_costs.py --repeats ${COST_REPEATS:-2} --iterations 10 30"
