@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from conftest import make_image_folder
-from dcond.data import DataOptions, check_same_split, load_eval_split, load_split, open_source, to_input, to_uint8
+from dcond.data import (DataOptions, check_same_split, load_eval_split, load_split, open_source, reopen, to_input,
+                        to_uint8)
 from dcond.data.augment import random_crop_flip
 from dcond.data.images import balanced_subset
 from dcond.errors import DcondError
@@ -89,6 +90,20 @@ def test_a_folder_without_test_split_holds_out_a_recorded_balanced_share(tmp_pat
     changed = open_source(DataOptions(str(tmp_path / "d"), image_size=12, holdout=0.2))
     with pytest.raises(DcondError, match="folder changed"):
         check_same_split(source.spec, changed.spec)
+
+
+def test_reopening_a_folder_for_its_artifact_keeps_the_recorded_normalisation_without_decoding(tiny_folder,
+                                                                                               monkeypatch):
+    import dcond.data.folder as folder
+
+    opts = DataOptions(str(tiny_folder), image_size=12)
+    spec, _ = load_split(opts, "train")
+    decoded = []
+    monkeypatch.setattr(folder, "decode_image", lambda *a: decoded.append(a) or torch.zeros(1, 12, 12))
+    reopened_opts, source = reopen(DataOptions(data=""), spec)
+    assert decoded == [] and source.spec == spec and reopened_opts.data == str(tiny_folder.resolve())
+    open_source(opts)  # opened afresh: the normalisation is estimated on (here all 24) training images
+    assert len(decoded) == 24
 
 
 def test_no_test_split_and_no_holdout_is_refused(tmp_path):

@@ -42,7 +42,9 @@ class ImageFolder:
     trained on. The spec records the share and a digest of the held-out file names, so every later stage
     holds out the same files (and notices when the folder changed)."""
 
-    def __init__(self, root: Path, image_size: int, holdout: float):
+    def __init__(self, root: Path, image_size: int, holdout: float, recorded: DatasetSpec | None = None):
+        """`recorded`: the spec of an artifact made from this folder; its channels and normalisation are taken
+        instead of decoding a sample of images to estimate them again (a later stage's start stays short)."""
         self.root, self.image_size = root.resolve(), image_size
         train_dir = self.root / "train" if (self.root / "train").is_dir() else self.root
         self.eval_dir = next((self.root / d for d in ("test", "val") if (self.root / d).is_dir()), None) \
@@ -52,17 +54,27 @@ class ImageFolder:
         self.eval_split = self.eval_dir.name if self.eval_dir else "holdout" if held else None
         self.train = [(p, c) for i, (p, c) in enumerate(zip(paths, labels)) if i not in held]
         self.held = [(paths[i], labels[i]) for i in sorted(held)]
-        channels = 1 if all(_mode(paths[labels.index(c)]) in _GRAY_MODES for c in range(len(classes))) else 3
-        picks = self.train[:: max(1, len(self.train) // _STATS_SAMPLE)]
-        sample = [decode_image(p, channels, image_size) for p, _ in picks]
-        pixels = torch.stack(sample).float().div(255).transpose(0, 1).flatten(1)
         source = {"type": "imagefolder", "path": str(self.root)}
+        if recorded is not None and recorded.source.get("path") == source["path"] and \
+                recorded.image_size == image_size:
+            channels, mean, std = recorded.channels, recorded.mean, recorded.std
+        else:
+            channels, mean, std = self._normalisation(classes, paths, labels, image_size)
         if held:
             names = "\n".join(p.relative_to(train_dir).as_posix() for p, _ in self.held)
             source["holdout"] = {"fraction": holdout, "seed": HOLDOUT_SEED, "count": len(self.held),
                                  "sha256": hashlib.sha256(names.encode()).hexdigest()}
-        self.spec = DatasetSpec(self.root.name, tuple(classes), channels, image_size,
-                                tuple(pixels.mean(1).tolist()), tuple(pixels.std(1).clamp_min(1e-3).tolist()), source)
+        self.spec = DatasetSpec(self.root.name, tuple(classes), channels, image_size, mean, std, source)
+
+    def _normalisation(self, classes: list[str], paths: list[Path], labels: list[int],
+                       image_size: int) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+        """Channels (1 when every class's first image is grayscale) and per-channel mean and std, estimated on
+        an even sample of the training images."""
+        channels = 1 if all(_mode(paths[labels.index(c)]) in _GRAY_MODES for c in range(len(classes))) else 3
+        picks = self.train[:: max(1, len(self.train) // _STATS_SAMPLE)]
+        sample = [decode_image(p, channels, image_size) for p, _ in picks]
+        pixels = torch.stack(sample).float().div(255).transpose(0, 1).flatten(1)
+        return channels, tuple(pixels.mean(1).tolist()), tuple(pixels.std(1).clamp_min(1e-3).tolist())
 
     def split(self, name: str) -> ImageDataset:
         if name == "train":

@@ -45,7 +45,9 @@ class Source(Protocol):
 DATASETS: Registry = Registry("dataset")
 
 
-def open_source(opts: DataOptions) -> Source:
+def open_source(opts: DataOptions, recorded: DatasetSpec | None = None) -> Source:
+    """The dataset `opts` names; `recorded`, the spec of an artifact made from it, spares an image folder
+    estimating its normalisation again."""
     if opts.data in DATASETS:
         return DATASETS.get(opts.data)(opts)
     path = Path(opts.data)
@@ -53,7 +55,7 @@ def open_source(opts: DataOptions) -> Source:
         from dcond.data.folder import ArtifactImages, ImageFolder
 
         return ArtifactImages(path) if (path / "dcond.json").exists() else \
-            ImageFolder(path, opts.image_size, opts.holdout)
+            ImageFolder(path, opts.image_size, opts.holdout, recorded)
     raise DcondError(f"unknown dataset '{opts.data}': neither a registered name "
                      f"({', '.join(DATASETS.names())}) nor a directory")
 
@@ -96,6 +98,12 @@ def recorded_options(opts: DataOptions, spec: DatasetSpec) -> DataOptions:
     return replace(opts, data=opts.data or recorded_data(spec), image_size=spec.image_size, holdout=holdout)
 
 
+def reopen(opts: DataOptions, spec: DatasetSpec) -> tuple[DataOptions, Source]:
+    """The data `spec` was made from (or `opts.data`), opened again as `recorded_options` says."""
+    opts = recorded_options(opts, spec)
+    return opts, open_source(opts, spec)
+
+
 def check_same_split(recorded: DatasetSpec, now: DatasetSpec) -> None:
     """Refuse data whose held-out images are not those the artifact recorded (the folder changed since)."""
     was, is_ = recorded.source.get("holdout"), now.source.get("holdout")
@@ -109,8 +117,8 @@ def load_for_teacher(opts: DataOptions, spec: DatasetSpec) -> tuple[DataOptions,
     """The real training data a teacher of `spec` looks at: `opts.data`, else the dataset `spec` records, at the
     spec's image size and without its held-out images. Returns the resolved options, the data's spec and its
     train split."""
-    opts = recorded_options(opts, spec)
-    real_spec, train = load_split(opts, "train")
+    opts, source = reopen(opts, spec)
+    real_spec, train = load_split(opts, "train", source)
     if real_spec.num_classes != spec.num_classes or real_spec.channels != spec.channels:
         raise DcondError(f"dataset '{real_spec.name}' has {real_spec.num_classes} classes of {real_spec.channels}-"
                          f"channel images; the teacher knows {spec.num_classes} classes of {spec.channels}-channel "

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from dcond.artifact import open_artifact, update_metrics
-from dcond.data import DataOptions, check_same_split, load_eval_split, recorded_options
+from dcond.data import DataOptions, check_same_split, load_eval_split, reopen
 from dcond.engine import evaluate, place, resolve_device
 from dcond.errors import DcondError
 from dcond.log import info
@@ -23,7 +23,7 @@ def evaluate_artifact(path: Path, data: DataOptions, cfg: EvalConfig) -> dict[st
     held-out split where it has no test split); records the metrics."""
     art = open_artifact(path, kinds=("model",))
     trained = art.dataset
-    spec, split, test_set = load_eval_split(recorded_options(data, trained))
+    spec, split, test_set = load_eval_split(*reopen(data, trained))
     check_same_split(trained, spec)
     if (spec.num_classes, spec.channels) != (trained.num_classes, trained.channels):
         raise DcondError(f"dataset '{spec.name}' has {spec.num_classes} classes of {spec.channels}-channel images; "

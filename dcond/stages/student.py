@@ -19,7 +19,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from dcond.artifact import Artifact, ArtifactWriter, open_artifact
 from dcond.bank import Bank, has_bank, open_bank
-from dcond.data import DataOptions, DatasetSpec, check_same_split, load_eval_split, recorded_options, to_input
+from dcond.data import DataOptions, DatasetSpec, check_same_split, load_eval_split, reopen, to_input
 from dcond.data.augment import ViewConfig, apply_views, draw_epoch, epoch_generator, mixed_targets, on_device
 from dcond.data.folder import ArtifactImages
 from dcond.data.images import load_all
@@ -110,7 +110,7 @@ def train_student(source: Path, cfg: StudentConfig, out: Path | None = None, for
     model_spec = ModelSpec(cfg.model, spec.channels, spec.num_classes, spec.image_size, cfg.model_options)
     model = place(create_model(model_spec), device)
     if cfg.evaluate:  # found before training: a student with nothing to be measured on fails now, not at the end
-        real_spec, split, test_set = load_eval_split(recorded_options(DataOptions(data=""), spec))
+        real_spec, split, test_set = load_eval_split(*reopen(DataOptions(data=""), spec))
         check_same_split(spec, real_spec)
     config = {"source": str(source), **asdict(cfg)}
     best = BestOfLast(cfg, test_set, spec, device) if cfg.evaluate and cfg.best_of_last else None
