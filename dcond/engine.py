@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from dcond.data import DatasetSpec, ImageDataset, batches, to_input
+from dcond.data.augment import on_device
 from dcond.distributed import gpus_per_process, world
 from dcond.errors import DcondError
 
@@ -142,9 +143,9 @@ def evaluate(model: nn.Module, dataset: ImageDataset, spec: DatasetSpec, device:
     correct, seen = torch.zeros(spec.num_classes, device=device), torch.zeros(spec.num_classes, device=device)
     top_k, loss_sum = torch.zeros((), device=device), torch.zeros((), device=device)
     for images, labels in batches(dataset, batch_size):
-        labels = labels.to(device, non_blocking=True)
+        labels = on_device(labels, device)
         with autocast(device):
-            logits = model(to_input(images.to(device, non_blocking=True), spec)).float()
+            logits = model(to_input(on_device(images, device), spec)).float()
         loss_sum += F.cross_entropy(logits, labels, reduction="sum")
         hits = logits.topk(k, dim=1).indices == labels[:, None]
         correct.index_add_(0, labels, hits[:, 0].float())

@@ -217,9 +217,13 @@ def _sampling_grid(boxes: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def on_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """`t` on `device` without waiting: a blocking copy to a GPU first waits for all the work queued there, so the
-    host could not prepare the next batch while the GPU runs this one."""
-    return t.to(device, non_blocking=True)
+    """`t` on `device` without waiting. A blocking copy to a GPU first waits for all the work queued there, so the
+    host could not prepare the next batch while the GPU runs this one; and a copy from pageable memory may wait
+    likewise even when asked not to block, so small host tensors go through pinned memory (a cached block,
+    kept until the copy is done)."""
+    if device.type != "cuda" or t.device.type == "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def apply_views(images: torch.Tensor, views: Views) -> torch.Tensor:

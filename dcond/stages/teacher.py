@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from dcond.artifact import ArtifactWriter, config_key
 from dcond.checkpoint import load_checkpoint, save_checkpoint
 from dcond.data import DataOptions, batches, load_eval_split, load_split, open_source, to_input
-from dcond.data.augment import random_crop_flip
+from dcond.data.augment import on_device, random_crop_flip
 from dcond.distributed import world
 from dcond.engine import autocast, ddp, evaluate, lr_factor, make_optimizer, place, resolve_device, set_lr
 from dcond.errors import DcondError
@@ -114,7 +114,7 @@ def _fit(model: torch.nn.Module, train_set, spec, cfg: TeacherConfig, device: to
                 set_lr(optimizer, cfg.lr * lr_factor(cfg.schedule, epoch * steps_per_epoch + step, total, warmup))
                 if cfg.crop_pad >= 0:
                     images = random_crop_flip(images, cfg.crop_pad, gen)
-                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+                images, labels = on_device(images, device), on_device(labels, device)
                 with autocast(device, cfg.amp):
                     loss = F.cross_entropy(net(to_input(images, spec)), labels, label_smoothing=cfg.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
