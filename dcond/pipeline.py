@@ -34,7 +34,7 @@ import threading
 import time
 import tomllib
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -224,15 +224,21 @@ def run_pipeline(pipe: Pipeline, commands: dict[str, click.Command], cache: Path
                 runs[stage.name] = pool.submit(_stage_when_ready, stage, source, row, dict(runs), commands, cache,
                                                once)
             rows.append((row, label, list(runs.values())))
-        return [{"matrix": row, "label": label, "stages": [f.result().__dict__ for f in runs]}
-                for row, label, runs in rows]
+        try:
+            return [{"matrix": row, "label": label, "stages": [f.result().__dict__ for f in runs]}
+                    for row, label, runs in rows]
+        except BaseException:
+            once.failed.set()  # a failed stage (or Ctrl-C) ends the run: nothing queued starts after it
+            pool.shutdown(cancel_futures=True)
+            raise
 
 
 class _Once:
-    """Runs each stage key once, however many rows reach it at the same time (a shared teacher, say)."""
+    """Runs each stage key once, however many rows reach it at the same time (a shared teacher, say), and
+    remembers whether any stage failed: then no other stage starts."""
 
     def __init__(self):
-        self.lock, self.runs = threading.Lock(), {}
+        self.lock, self.runs, self.failed = threading.Lock(), {}, threading.Event()
 
     def __call__(self, key: str, run: Callable[[], "StageRun"]) -> "StageRun":
         with self.lock:
@@ -245,6 +251,7 @@ class _Once:
         try:
             self.runs[key].set_result(run())
         except BaseException as e:
+            self.failed.set()
             self.runs[key].set_exception(e)
         return self.runs[key].result()
 
@@ -255,6 +262,8 @@ def _stage_when_ready(stage: Stage, source: str | None, row: dict[str, Any], ear
     args = {k: _substitute(v, row) for k, v in stage.args.items()}
     source = _substitute(source, row) if _takes_input(commands[stage.run]) else None
     outputs = {name: Path(earlier[name].result().path) for name in _references([source, *args.values()])}
+    if once.failed.is_set():
+        raise CancelledError(f"stage {stage.name} not started: an earlier stage failed")
     args = {k: _resolve(v, outputs) for k, v in args.items()}
     input_path = _resolve(source, outputs)
     run = _run_stage(stage, commands[stage.run], input_path, args, cache, once)

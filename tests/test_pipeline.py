@@ -93,6 +93,13 @@ def test_jobs_run_ready_stages_side_by_side_with_the_results_of_one_job(cli, tin
             [(s["name"], s["metrics"]) for s in one["stages"]]
 
 
+def test_a_failed_stage_ends_the_run_before_anything_queued_starts(cli, tiny_folder, tmp_path):
+    (tmp_path / "m.toml").write_text(MATRIX.format(data=tiny_folder).replace("ipc = [2, 3]", "ipc = [99, 2]"))
+    r = cli("run", tmp_path / "m.toml", "--cache", tmp_path / "cache", "--jobs", 1)
+    assert r.code == 1 and "stage failed" in r.stderr
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "cache").glob("*.json")) == ["teacher"]
+
+
 def _flat(report: dict) -> dict:
     return flat_results(report["rows"])
 
