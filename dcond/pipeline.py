@@ -298,7 +298,7 @@ def _cached_or_run(stage: Stage, command: click.Command, input_path: str | None,
     argv += ["--json"] if evaluates else ["--out", str(out), "--force"]
     info(f"  {stage.name}: {' '.join(argv[3:])}")
     seconds, peak, stdout = _timed(argv)
-    metrics = _flat_metrics(json.loads(stdout)["metrics"], "") if evaluates else None
+    metrics = _flat_metrics(_evaluation(json.loads(stdout)), "") if evaluates else None
     record.write_text(json.dumps({"key": key, "argv": argv[3:], "seconds": seconds, "peak_rss_mb": peak,
                                   "metrics": metrics}, indent=2) + "\n")
     return _describe(stage, key, out, False, seconds, peak, metrics)
@@ -314,6 +314,11 @@ def _timed(argv: list[str]) -> tuple[float, float, str]:
     if proc.returncode != 0:
         raise DcondError(f"stage failed (exit {proc.returncode}): dcond {' '.join(argv[3:])}")
     return time.perf_counter() - t0, usage.ru_maxrss / 1024, stdout
+
+
+def _evaluation(printed: dict[str, Any]) -> dict[str, Any]:
+    """What `evaluate --json` printed: a model's metrics, or a condensed set's students per architecture."""
+    return printed["metrics"] if "metrics" in printed else printed["students"]
 
 
 def _flat_metrics(metrics: dict[str, Any], prefix: str) -> dict[str, float]:

@@ -1,24 +1,54 @@
 """Commands that look at artifacts: evaluate, inspect, verify."""
 
 import json as jsonlib
-from typing import Any
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
 
 from dcond.artifact import Artifact, quick_check, read_manifest, verify
 from dcond.cli.common import (Data, DataRoot, Device, Download, ImageSize, InputArtifact, Json, Subset, data_options,
                               emit, input_path)
 from dcond.errors import DcondError
+from dcond.stages.assess import AssessConfig, assess
 from dcond.stages.evaluate import EvalConfig, evaluate_artifact
+from dcond.student_recipes import STUDENT_RECIPES
 
 
 def evaluate_cmd(artifact: InputArtifact = None, data: Data = "", data_root: DataRoot = None,
                  download: Download = False, image_size: ImageSize = 32, subset: Subset = None,
-                 batch_size: int = EvalConfig.batch_size, device: Device = EvalConfig.device,
-                 json: Json = False) -> None:
-    """Top-1, top-5 and per-class accuracy of a model artifact on a test split (by default its own dataset)."""
+                 batch_size: int = EvalConfig.batch_size,
+                 models: Annotated[str, typer.Option(help="A condensed set: the students' architectures, "
+                                                          "comma-separated (any --model name).")] = "convnet",
+                 seeds: Annotated[int, typer.Option(help="A condensed set: students per architecture (seeds "
+                                                         "0 … N-1).")] = AssessConfig.seeds,
+                 epochs: Annotated[Optional[int], typer.Option(help="A condensed set: the students' epochs "
+                                                                    "(default: the recipe's).")] = None,
+                 recipe: Annotated[str, typer.Option(help="A condensed set: whose student protocol: "
+                                                          f"{', '.join(STUDENT_RECIPES.names())}.")] = "dcond",
+                 device: Device = EvalConfig.device, json: Json = False) -> None:
+    """A model: top-1, top-5 and per-class accuracy on a test split (by default its own dataset). A condensed
+    set (images or labels): students of each of --models trained on it with --seeds seeds, under one protocol;
+    per model the mean and std of their last-epoch test top-1, recorded in the artifact with the protocol."""
     path = input_path(artifact)
+    if read_manifest(path).kind in ("images", "labels"):
+        cfg = AssessConfig([m.strip() for m in models.split(",")], seeds, epochs, recipe, device)
+        results = assess(path, cfg)
+        _students_table(results)
+        emit(path, json, {"students": results})
+        return
     opts = data_options(data, data_root, download, image_size, subset)
     metrics = evaluate_artifact(path, opts, EvalConfig(batch_size=batch_size, device=device))
     emit(path, json, {"metrics": metrics})
+
+
+def _students_table(results: dict[str, Any]) -> None:
+    table = Table("model", "top-1 mean ± std", "runs", "protocol", title="students", box=None)
+    for model, r in results.items():
+        table.add_row(model, f"{r['top1_mean']:.2%} ± {r['top1_std']:.2%}",
+                      ", ".join(f"{v:.2%}" for v in r["runs"]), r["protocol_digest"][:12])
+    Console(stderr=True).print(table)
 
 
 def _size(n: float) -> str:
