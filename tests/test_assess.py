@@ -1,6 +1,7 @@
 """evaluate of a condensed set: students of several architectures and seeds, under one recorded protocol."""
 
 import json
+import math
 
 import pytest
 
@@ -42,6 +43,32 @@ def test_a_changed_protocol_is_recorded_apart(cli, bank):
     assert one["protocol"]["epochs"] == 1 and one["protocol_digest"] != two["protocol_digest"]
     keys = [k for k in open_artifact(bank).metrics if k.startswith("students:convnet:")]
     assert len(keys) == 2
+
+
+@pytest.fixture
+def selected(cli, tiny_teacher, tmp_path):
+    """Images chosen with the teacher (so their teacher's accuracy is the full-data one)."""
+    r = cli("select", tiny_teacher, "--method", "herding", "--ipc", 4, "--out", tmp_path / "selected")
+    assert r.code == 0, r.stderr
+    return tmp_path / "selected"
+
+
+@pytest.mark.parametrize("source", ["bank", "selected"])
+def test_random_baseline_and_scores(source, cli, request, tiny_teacher):
+    path = request.getfixturevalue(source)
+    result = students(cli, path, "--baseline", "random")
+    full = open_artifact(tiny_teacher).metrics["tiny:test"]["top1"]
+    for record in result.values():
+        base, scores = record["baseline"], record["scores"]
+        assert len(base["random"]["runs"]) == 2 and len(base["hard_labels"]["runs"]) == 2
+        assert base["full_data_top1"] == full
+        assert scores["ior"] == pytest.approx(record["top1_mean"] - base["random"]["top1_mean"])
+        assert scores["hlr"] == pytest.approx(full - base["hard_labels"]["top1_mean"])
+        alpha = 0.5 * scores["ior"] - 0.5 * scores["hlr"]
+        assert scores["lrs"] == pytest.approx((math.exp(alpha) - math.exp(-1)) / (math.e - math.exp(-1)))
+        if source == "selected":  # its own students already learn from hard labels
+            assert base["hard_labels"]["runs"] == record["runs"]
+    assert students(cli, path, "--baseline", "random") == result
 
 
 def test_bad_model_list_is_one_line(cli, bank):

@@ -27,13 +27,18 @@ def evaluate_cmd(artifact: InputArtifact = None, data: Data = "", data_root: Dat
                                                                     "(default: the recipe's).")] = None,
                  recipe: Annotated[str, typer.Option(help="A condensed set: whose student protocol: "
                                                           f"{', '.join(STUDENT_RECIPES.names())}.")] = "dcond",
+                 baseline: Annotated[Optional[str], typer.Option(
+                     help="A condensed set: 'random' also trains the students on random real images of the same "
+                          "IPC (labelled alike) and on the images with hard labels, and reports DD-Ranking's "
+                          "improvement over random, hard-label recovery and label-robust score.")] = None,
                  device: Device = EvalConfig.device, json: Json = False) -> None:
     """A model: top-1, top-5 and per-class accuracy on a test split (by default its own dataset). A condensed
     set (images or labels): students of each of --models trained on it with --seeds seeds, under one protocol;
     per model the mean and std of their last-epoch test top-1, recorded in the artifact with the protocol."""
     path = input_path(artifact)
     if read_manifest(path).kind in ("images", "labels"):
-        cfg = AssessConfig([m.strip() for m in models.split(",")], seeds, epochs, recipe, device)
+        cfg = AssessConfig(models=[m.strip() for m in models.split(",")], seeds=seeds, epochs=epochs, recipe=recipe,
+                           baseline=baseline, device=device)
         results = assess(path, cfg)
         _students_table(results)
         emit(path, json, {"students": results})
@@ -44,10 +49,17 @@ def evaluate_cmd(artifact: InputArtifact = None, data: Data = "", data_root: Dat
 
 
 def _students_table(results: dict[str, Any]) -> None:
-    table = Table("model", "top-1 mean ± std", "runs", "protocol", title="students", box=None)
+    scored = all("scores" in r for r in results.values())
+    table = Table("model", "top-1 mean ± std", "runs", *(("random", "IOR", "HLR", "LRS") if scored else ()),
+                  "protocol", title="students (last epoch)", box=None)
     for model, r in results.items():
+        extra = ()
+        if scored:
+            s, rnd = r["scores"], r["baseline"]["random"]
+            extra = (f"{rnd['top1_mean']:.2%} ± {rnd['top1_std']:.2%}", f"{s['ior']:+.2%}",
+                     "—" if s["hlr"] is None else f"{s['hlr']:.2%}", "—" if s["lrs"] is None else f"{s['lrs']:.4f}")
         table.add_row(model, f"{r['top1_mean']:.2%} ± {r['top1_std']:.2%}",
-                      ", ".join(f"{v:.2%}" for v in r["runs"]), r["protocol_digest"][:12])
+                      ", ".join(f"{v:.2%}" for v in r["runs"]), *extra, r["protocol_digest"][:12])
     Console(stderr=True).print(table)
 
 
