@@ -326,8 +326,8 @@ def _flat_metrics(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
     for k, v in metrics.items():
         if isinstance(v, dict):
             flat |= _flat_metrics(v, f"{prefix}{k}/")
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            flat[prefix + k] = v
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) or k == "protocol_digest":
+            flat[prefix + k] = v  # (a student record's protocol: what --check compares results under)
     return flat
 
 
@@ -347,14 +347,19 @@ def flat_results(rows: list[dict[str, Any]]) -> dict[str, float]:
             for row in rows for s in row["stages"] for m, v in s["metrics"].items()}
 
 
-def check(current: dict[str, float], baseline: dict[str, float], tolerance: float) -> list[str]:
-    """The accuracy metrics (`…/topK`) of the baseline that fell by more than `tolerance`, or are missing."""
+def check(current: dict[str, Any], baseline: dict[str, Any], tolerance: float) -> list[str]:
+    """The accuracy metrics (`…/topK`, and students' `…/topK_mean`) of the baseline that fell by more than
+    `tolerance`, are missing, or were measured under another protocol (then they are not comparable)."""
+    changed = {name.rsplit("/", 1)[0] for name, digest in baseline.items()
+               if name.endswith("/protocol_digest") and current.get(name) != digest}
     fallen = []
     for name, old in sorted(baseline.items()):
-        if not re.search(r"/top\d+$", name):
+        if not re.search(r"/top\d+(_mean)?$", name):
             continue
         new = current.get(name)
-        if new is None:
+        if name.rsplit("/", 1)[0] in changed:
+            fallen.append(f"{name} (not comparable: measured under another protocol)")
+        elif new is None:
             fallen.append(f"{name} (missing; baseline {old:.4f})")
         elif new < old - tolerance:
             fallen.append(f"{name} ({old:.4f} → {new:.4f})")

@@ -15,7 +15,9 @@ def accuracy_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     columns: list[tuple[str, str]] = []
     for row in rows:
         for s in row["stages"]:
-            columns += [(s["name"], m) for m in s["metrics"] if m.endswith("top1") and (s["name"], m) not in columns]
+            columns += [(s["name"], m) for m in s["metrics"]  # a model's top-1, or students' mean top-1 per model
+                        if m.endswith(("top1", "top1_mean")) and "/baseline/" not in m
+                        and (s["name"], m) not in columns]
     return columns
 
 

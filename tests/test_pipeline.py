@@ -111,6 +111,15 @@ def test_check_names_each_fallen_accuracy_and_ignores_other_metrics():
                                              "c/s/x:test/top5 (missing; baseline 0.9000)"]
 
 
+def test_check_refuses_to_compare_students_under_another_protocol():
+    baseline = {"a/e/convnet/top1_mean": 0.8, "a/e/convnet/protocol_digest": "p1", "a/e/convnet/top1_std": 0.01,
+                "a/e/mlp/top1_mean": 0.5, "a/e/mlp/protocol_digest": "p1"}
+    current = {"a/e/convnet/top1_mean": 0.9, "a/e/convnet/protocol_digest": "p2", "a/e/convnet/top1_std": 0.01,
+               "a/e/mlp/top1_mean": 0.3, "a/e/mlp/protocol_digest": "p1"}
+    assert check(current, baseline, 0.01) == ["a/e/convnet/top1_mean (not comparable: measured under another "
+                                              "protocol)", "a/e/mlp/top1_mean (0.5000 → 0.3000)"]
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda t: t.replace('run = "select"', 'run = "distill"'), r"p.toml:14: stage 'images': unknown stage 'distill'"),
     (lambda t: t.replace("ipc = 2", "ipcs = 2"), r"p.toml:15: stage 'images': select has no argument 'ipcs'"),
