@@ -1,4 +1,5 @@
-"""evaluate of a condensed set: students of several architectures and seeds, under one recorded protocol."""
+"""evaluate of a condensed set: students of several architectures and seeds, under one recorded protocol, and
+DD-Ranking's scores against random real images."""
 
 import json
 import math
@@ -14,51 +15,32 @@ def bank(images_artifact, tiny_teacher, tmp_path):
     return relabel(images_artifact, [tiny_teacher], RelabelConfig(epochs=2, batch_size=6), tmp_path / "labels")
 
 
-def students(cli, source, *options) -> dict:
-    r = cli("evaluate", source, "--models", "convnet,tv:resnet18", "--seeds", 2, "--epochs", 2,
-            "--device", "cpu", "--json", *options)
-    assert r.code == 0, r.stderr
-    return json.loads(r.stdout)["students"]
-
-
-@pytest.mark.parametrize("source", ["bank", "images_artifact"])
-def test_each_model_gets_a_mean_a_std_and_its_runs_reproducibly(source, cli, request):
-    path = request.getfixturevalue(source)
-    first = students(cli, path)
-    assert set(first) == {"convnet", "tv:resnet18"}
-    for record in first.values():
-        assert len(record["runs"]) == 2 and all(0 <= v <= 1 for v in record["runs"])
-        assert record["top1_mean"] == pytest.approx(sum(record["runs"]) / 2)
-        assert record["top1_std"] >= 0 and record["split"] == "tiny:test"
-        assert record["protocol"]["epochs"] == 2 and record["protocol"]["labels"] == open_artifact(path).digest
-    assert students(cli, path) == first  # same protocol and seeds: the same numbers on the CPU
-    art = open_artifact(path)
-    assert verify(path).intact
-    assert {f"students:{m}:{r['protocol_digest'][:12]}" for m, r in first.items()} <= set(art.metrics)
-
-
-def test_a_changed_protocol_is_recorded_apart(cli, bank):
-    two = students(cli, bank)["convnet"]
-    one = students(cli, bank, "--epochs", 1)["convnet"]  # the later --epochs wins
-    assert one["protocol"]["epochs"] == 1 and one["protocol_digest"] != two["protocol_digest"]
-    keys = [k for k in open_artifact(bank).metrics if k.startswith("students:convnet:")]
-    assert len(keys) == 2
-
-
 @pytest.fixture
 def selected(cli, tiny_teacher, tmp_path):
-    """Images chosen with the teacher (so their teacher's accuracy is the full-data one)."""
+    """Images chosen with the teacher (so their teacher's accuracy is the full-data one); hard labels."""
     r = cli("select", tiny_teacher, "--method", "herding", "--ipc", 4, "--out", tmp_path / "selected")
     assert r.code == 0, r.stderr
     return tmp_path / "selected"
 
 
+def students(cli, source, *options, models: str = "convnet,tv:resnet18", seeds: int = 2) -> dict:
+    r = cli("evaluate", source, "--models", models, "--seeds", seeds, "--epochs", 2, "--device", "cpu", "--json",
+            *options)
+    assert r.code == 0, r.stderr
+    return json.loads(r.stdout)["students"]
+
+
 @pytest.mark.parametrize("source", ["bank", "selected"])
-def test_random_baseline_and_scores(source, cli, request, tiny_teacher):
+def test_each_model_gets_mean_std_runs_baseline_and_scores_reproducibly(source, cli, request, tiny_teacher):
     path = request.getfixturevalue(source)
     result = students(cli, path, "--baseline", "random")
     full = open_artifact(tiny_teacher).metrics["tiny:test"]["top1"]
+    assert set(result) == {"convnet", "tv:resnet18"}
     for record in result.values():
+        assert len(record["runs"]) == 2 and all(0 <= v <= 1 for v in record["runs"])
+        assert record["top1_mean"] == pytest.approx(sum(record["runs"]) / 2) and record["top1_std"] >= 0
+        assert record["split"] == "tiny:test" and record["protocol"]["epochs"] == 2
+        assert record["protocol"]["labels"] == open_artifact(path).digest
         base, scores = record["baseline"], record["scores"]
         assert len(base["random"]["runs"]) == 2 and len(base["hard_labels"]["runs"]) == 2
         assert base["full_data_top1"] == full
@@ -68,7 +50,17 @@ def test_random_baseline_and_scores(source, cli, request, tiny_teacher):
         assert scores["lrs"] == pytest.approx((math.exp(alpha) - math.exp(-1)) / (math.e - math.exp(-1)))
         if source == "selected":  # its own students already learn from hard labels
             assert base["hard_labels"]["runs"] == record["runs"]
-    assert students(cli, path, "--baseline", "random") == result
+    assert students(cli, path, "--baseline", "random") == result  # same protocol and seeds: the same numbers
+    assert verify(path).intact
+    recorded = open_artifact(path).metrics
+    assert {f"students:{m}:{r['protocol_digest'][:12]}" for m, r in result.items()} <= set(recorded)
+
+
+def test_a_changed_protocol_is_recorded_apart(cli, bank):
+    two = students(cli, bank, models="convnet", seeds=1)["convnet"]
+    one = students(cli, bank, "--epochs", 1, models="convnet", seeds=1)["convnet"]  # the later --epochs wins
+    assert one["protocol"]["epochs"] == 1 and one["protocol_digest"] != two["protocol_digest"]
+    assert len([k for k in open_artifact(bank).metrics if k.startswith("students:convnet:")]) == 2
 
 
 def test_bad_model_list_is_one_line(cli, bank):
