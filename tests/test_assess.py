@@ -48,6 +48,10 @@ def test_each_model_gets_mean_std_runs_baseline_and_scores_reproducibly(source, 
         assert scores["hlr"] == pytest.approx(full - base["hard_labels"]["top1_mean"])
         alpha = 0.5 * scores["ior"] - 0.5 * scores["hlr"]
         assert scores["lrs"] == pytest.approx((math.exp(alpha) - math.exp(-1)) / (math.e - math.exp(-1)))
+        plain = base["set_without_augmentation"]["top1_mean"] - base["random_without_augmentation"]["top1_mean"]
+        beta = 0.5 * scores["ior"] + 0.5 * plain
+        assert scores["ars"] == pytest.approx((math.exp(beta) - math.exp(-1)) / (math.e - math.exp(-1)))
+        assert base["set_without_augmentation"]["protocol_digest"] != record["protocol_digest"]
         if source == "selected":  # its own students already learn from hard labels
             assert base["hard_labels"]["runs"] == record["runs"]
     assert students(cli, path, "--baseline", "random") == result  # same protocol and seeds: the same numbers

@@ -145,3 +145,13 @@ def test_cli_chain_relabel_then_train_student(cli, images_artifact, tiny_teacher
     assert views["mix"] == "mixup" and views["crop_scale"] == [0.5, 1.0]
     r = cli("train-student", *TINY_MODEL, "--epochs", 2, "--ema", 0.9, stdin=r.stdout)
     assert r.code == 0 and open_artifact(r.stdout.strip()).kind == "model", r.stderr
+
+
+@pytest.mark.parametrize("views", [ViewConfig(mix="none"), ViewConfig(mix_prob=0.5)])
+def test_a_bank_with_unmixed_batches_replays(views, images_artifact, tiny_teacher, tmp_path):
+    """Unmixed batches store each view as its own partner, by its position in the batch (the reader refuses
+    partners beyond the batch)."""
+    labels = relabel(images_artifact, [tiny_teacher], RelabelConfig(epochs=2, batch_size=5, views=views),
+                     tmp_path / "labels")
+    out = train_student(labels, StudentConfig(model_options=TINY, epochs=2, evaluate=False), tmp_path / "s")
+    assert verify(out).intact

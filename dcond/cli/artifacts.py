@@ -29,8 +29,8 @@ def evaluate_cmd(artifact: InputArtifact = None, data: Data = "", data_root: Dat
                                                           f"{', '.join(STUDENT_RECIPES.names())}.")] = "dcond",
                  baseline: Annotated[Optional[str], typer.Option(
                      help="A condensed set: 'random' also trains the students on random real images of the same "
-                          "IPC (labelled alike) and on the images with hard labels, and reports DD-Ranking's "
-                          "improvement over random, hard-label recovery and label-robust score.")] = None,
+                          "IPC (labelled alike), on the images with hard labels and on both without augmentation, "
+                          "and reports DD-Ranking's IOR, HLR, LRS and ARS.")] = None,
                  device: Device = EvalConfig.device, json: Json = False) -> None:
     """A model: top-1, top-5 and per-class accuracy on a test split (by default its own dataset). A condensed
     set (images or labels): students of each of --models trained on it with --seeds seeds, under one protocol;
@@ -50,14 +50,15 @@ def evaluate_cmd(artifact: InputArtifact = None, data: Data = "", data_root: Dat
 
 def _students_table(results: dict[str, Any]) -> None:
     scored = all("scores" in r for r in results.values())
-    table = Table("model", "top-1 mean ± std", "runs", *(("random", "IOR", "HLR", "LRS") if scored else ()),
+    table = Table("model", "top-1 mean ± std", "runs", *(("random", "IOR", "HLR", "LRS", "ARS") if scored else ()),
                   "protocol", title="students (last epoch)", box=None)
     for model, r in results.items():
         extra = ()
         if scored:
             s, rnd = r["scores"], r["baseline"]["random"]
             extra = (f"{rnd['top1_mean']:.2%} ± {rnd['top1_std']:.2%}", f"{s['ior']:+.2%}",
-                     "—" if s["hlr"] is None else f"{s['hlr']:.2%}", "—" if s["lrs"] is None else f"{s['lrs']:.4f}")
+                     "—" if s["hlr"] is None else f"{s['hlr']:.2%}", "—" if s["lrs"] is None else f"{s['lrs']:.4f}",
+                     f"{s['ars']:.4f}")
         table.add_row(model, f"{r['top1_mean']:.2%} ± {r['top1_std']:.2%}",
                       ", ".join(f"{v:.2%}" for v in r["runs"]), *extra, r["protocol_digest"][:12])
     Console(stderr=True).print(table)

@@ -140,7 +140,7 @@ def draw_epoch(num_images: int, batch_size: int, cfg: ViewConfig, image_size: in
     boxes = crop_boxes(n, cfg.crop_scale, cfg.crop_ratio, gen)
     flips = (torch.rand(n, generator=gen) < cfg.flip).to(torch.uint8)
     nb = -(-n // batch_size)
-    mix_perm = torch.arange(n)
+    mix_perm = torch.arange(n) % batch_size  # unmixed batches: each view its own partner, by position in the batch
     mix_lam, mix_box = torch.ones(nb), torch.zeros(nb, 4)
     for b in range(nb):
         size = min(batch_size, n - b * batch_size)

@@ -11,7 +11,7 @@ import json
 import math
 import statistics
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from dcond.stages.student import student_config, train_student
 
 PROTOCOL_FREE = ("model", "model_options", "seed", "device", "evaluate")  # what may differ between compared runs
 BASELINE_SEED = 0  # the random real images of a baseline are drawn with this seed
+NO_AUGMENTATION = {"crop_scale": (1.0, 1.0), "flip": 0.0, "mix": "none"}  # views of the whole image, as it is
 
 
 @dataclass
@@ -40,6 +41,7 @@ class AssessConfig:
     recipe: str = "dcond"
     baseline: str | None = None  # "random": the same protocol on random real images of the same IPC, and scores
     lrs_weight: float = 0.5  # DD-Ranking's w: the weight of improvement over random against hard-label recovery
+    ars_weight: float = 0.5  # DD-Ranking's γ: the weight of the gap with augmentation against the one without
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -51,8 +53,8 @@ class AssessConfig:
             raise DcondError("--epochs must be at least 1")
         if self.baseline not in (None, "random"):
             raise DcondError("--baseline must be random")
-        if not 0 <= self.lrs_weight <= 1:
-            raise DcondError("--lrs-weight must lie in [0, 1]")
+        if not (0 <= self.lrs_weight <= 1 and 0 <= self.ars_weight <= 1):
+            raise DcondError("the score weights must lie in [0, 1]")
 
 
 def protocol(settings: dict[str, Any], source_digest: str) -> tuple[dict[str, Any], str]:
@@ -78,8 +80,10 @@ def assess(source: Path, cfg: AssessConfig) -> dict[str, Any]:
     return results
 
 
-def students(source: Path, cfg: AssessConfig, scratch: Path, labels: str | None = None) -> dict[str, dict[str, Any]]:
-    """Per model, the last-epoch test top-1 of `seeds` students trained on `source`, with mean, std, protocol.
+def students(source: Path, cfg: AssessConfig, scratch: Path, labels: str | None = None,
+             views: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Per model, the last-epoch test top-1 of `seeds` students trained on `source` (with `views` in place of the
+    recipe's, where the student draws its own), with mean, std and protocol.
     `labels` names the labels in the protocol (default: the artifact's digest; a baseline made afresh for each
     evaluation is named by what it is made of, so that two evaluations of one set compare)."""
     digest = labels or open_artifact(source).digest
@@ -87,7 +91,7 @@ def students(source: Path, cfg: AssessConfig, scratch: Path, labels: str | None 
     for model in cfg.models:
         runs, settings = [], None
         for seed in range(cfg.seeds):
-            settings = student_config(source, cfg.recipe, model=model, seed=seed, epochs=cfg.epochs,
+            settings = student_config(source, cfg.recipe, views, model=model, seed=seed, epochs=cfg.epochs,
                                       device=cfg.device)
             out = train_student(source, settings, scratch / f"{model.replace(':', '_')}-{seed}")
             metrics = open_artifact(out).metrics
@@ -104,55 +108,78 @@ def students(source: Path, cfg: AssessConfig, scratch: Path, labels: str | None 
 
 def add_baseline(results: dict[str, dict[str, Any]], art: Artifact, cfg: AssessConfig, scratch: Path) -> None:
     """Random real images under the same protocol, the condensed images with hard labels, the teacher's
-    full-data accuracy, and from them per model: improvement over random (IOR), hard-label recovery (HLR) and
-    the label-robust score LRS = (e^α − e^−1)/(e − e^−1), α = w·IOR − (1 − w)·HLR, accuracies as fractions."""
-    random_set = random_like(art, cfg, scratch)
+    full-data accuracy, and both sets again without augmentation; from them per model, with accuracies as
+    fractions and N(x) = (e^x − e^−1)/(e − e^−1): improvement over random IOR, hard-label recovery HLR, the
+    label-robust score LRS = N(w·IOR − (1 − w)·HLR) and the augmentation-robust score
+    ARS = N(γ·(set − random) + (1 − γ)·(set − random, both without augmentation))."""
+    bank = has_bank(art)
+    random_images = random_images_like(art, scratch / "random-images")
+    random_set = labelled_like(random_images, art, cfg, scratch / "random-labels")
     random_results = students(random_set, cfg, scratch / "random", f"random(seed {BASELINE_SEED}) like {art.digest}")
-    hard_results = results if not has_bank(art) else \
-        students(images_of(art, scratch), cfg, scratch / "hard", f"hard labels of {art.digest}")
+    own_images = images_of(art, scratch / "hard-images") if bank else art.path
+    hard_results = students(own_images, cfg, scratch / "hard", f"hard labels of {art.digest}") if bank else results
+    plain = {name: students(labelled_like(images, art, cfg, scratch / f"{name}-plain-labels", NO_AUGMENTATION), cfg,
+                            scratch / f"{name}-plain", f"{name} without augmentation, like {art.digest}",
+                            NO_AUGMENTATION)
+             for name, images in (("set", own_images), ("random", random_images))}
     full = teacher_accuracy(art, next(iter(results.values()))["split"])
-    w = cfg.lrs_weight
+    w, g = cfg.lrs_weight, cfg.ars_weight
     for model, record in results.items():
         ior = record["top1_mean"] - random_results[model]["top1_mean"]
         hlr = None if full is None else full - hard_results[model]["top1_mean"]
-        lrs = None if hlr is None else (math.exp(w * ior - (1 - w) * hlr) - math.exp(-1)) / (math.e - math.exp(-1))
+        plain_gap = plain["set"][model]["top1_mean"] - plain["random"][model]["top1_mean"]
         record["baseline"] = {"random": _summary(random_results[model]), "hard_labels": _summary(hard_results[model]),
+                              "set_without_augmentation": _summary(plain["set"][model]),
+                              "random_without_augmentation": _summary(plain["random"][model]),
                               "full_data_top1": full, "random_seed": BASELINE_SEED}
-        record["scores"] = {"ior": ior, "hlr": hlr, "lrs": lrs, "lrs_weight": w}
+        record["scores"] = {"ior": ior, "hlr": hlr, "lrs": None if hlr is None else _unit(w * ior - (1 - w) * hlr),
+                            "ars": _unit(g * ior + (1 - g) * plain_gap), "lrs_weight": w, "ars_weight": g}
+
+
+def _unit(x: float) -> float:
+    """DD-Ranking's map of a score onto [0, 1] for x in [−1, 1]."""
+    return (math.exp(x) - math.exp(-1)) / (math.e - math.exp(-1))
 
 
 def _summary(record: dict[str, Any]) -> dict[str, Any]:
     return {k: record[k] for k in ("runs", "top1_mean", "top1_std", "protocol_digest")}
 
 
-def random_like(art: Artifact, cfg: AssessConfig, scratch: Path) -> Path:
-    """Class-balanced random real training images, as many per class as `art` holds (drawn with BASELINE_SEED),
-    labelled as `art` is: the same teachers and bank settings for a dense bank, hard labels otherwise."""
+def random_images_like(art: Artifact, out: Path) -> Path:
+    """Class-balanced random real training images, as many per class as `art` holds (drawn with BASELINE_SEED)."""
     spec = art.dataset
     _, _, train = load_for_teacher(DataOptions(data=""), spec)
     gen = torch.Generator().manual_seed(BASELINE_SEED)
     picks = [idx[torch.randperm(len(idx), generator=gen)[:n]]
              for idx, n in zip(class_indices(train.labels, spec.num_classes), art.section["per_class"])]
     data = load_all(train.take(torch.cat(picks)))
-    with ArtifactWriter(scratch / "random-images", "images", spec, stage="evaluate",
-                        config={"baseline": "random", "seed": BASELINE_SEED}) as w:
+    with ArtifactWriter(out, "images", spec, stage="evaluate", config={"baseline": "random", "seed": BASELINE_SEED}) \
+            as w:
         save_images(w, data.images, data.labels)
+    return w.out
+
+
+def labelled_like(images: Path, art: Artifact, cfg: AssessConfig, out: Path,
+                  views: dict[str, Any] | None = None) -> Path:
+    """`images` labelled as `art` is: relabelled by the same teachers with the same bank settings (with `views`
+    in place of the bank's) where `art` holds a dense bank; left with their hard labels otherwise."""
     if not has_bank(art):
-        return w.out
+        return images
     bank = art.section["bank"]
     if bank["encoding"] != "dense" or bank.get("views") is None:
         raise DcondError("--baseline random relabels random images as the bank was made: it needs a dense bank "
                          "made by dcond (compress or import the labels after evaluating)")
     teachers = [Path(p["path"]) for p in art.parents if p["role"] == "teacher"]
+    drawn = replace(ViewConfig.from_dict(bank["views"]), **(views or {}))
     relabel_cfg = RelabelConfig(epochs=bank["epochs"], batch_size=bank["batch_size"],
-                                temperature=bank["temperature"], views=ViewConfig.from_dict(bank["views"]),
-                                dtype=bank["dtype"], seed=bank["seed"], device=cfg.device)
-    return relabel(w.out, teachers, relabel_cfg, scratch / "random-labels")
+                                temperature=bank["temperature"], views=drawn, dtype=bank["dtype"], seed=bank["seed"],
+                                device=cfg.device)
+    return relabel(images, teachers, relabel_cfg, out)
 
 
-def images_of(art: Artifact, scratch: Path) -> Path:
+def images_of(art: Artifact, out: Path) -> Path:
     """The images of a labels artifact alone, for students trained on them with hard labels."""
-    with ArtifactWriter(scratch / "hard-images", "images", art.dataset, stage="evaluate",
+    with ArtifactWriter(out, "images", art.dataset, stage="evaluate",
                         config={"images_of": art.digest}) as w:
         link_images(w, art)
     return w.out
