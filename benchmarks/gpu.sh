@@ -54,7 +54,7 @@ TIMEOUT=$(python3 -c "import pytest_timeout" 2>/dev/null && echo "--timeout=90")
 part cuda 60 python3 -m pytest -v -n 4 -p no:cacheprovider -rfE $TIMEOUT tests/test_cuda.py
 part suite 240 python3 -m pytest -v -n 14 -p no:cacheprovider -rfE $TIMEOUT --ignore=tests/test_cuda.py
 part pipeline 130 bash -c pipeline
-part throughput 80 bash -c "cd benchmarks && python3 throughput.py --epochs 16 --repeats 5"
+part throughput 120 bash -c "cd benchmarks && python3 throughput.py --epochs 48 --repeats 5"
 part costs 100 bash -c "cd benchmarks && python3 stage_costs.py --repeats ${COST_REPEATS:-2} --iterations 10 30"
 part sre2l 30 bash -c "ITERS=40 bash .gpu/sre2l/run.sh"
 echo "=== done in $(($(date +%s) - START)) s" | tee -a "$LOG"
