@@ -48,7 +48,7 @@ export -f info pipeline
 # dcond installed as a user installs it (its console script beside python3: the tests of the installed command
 # need it), from this checkout, with no index: the machine has every dependency but zstandard (carried as a wheel)
 part install 60 python3 -m pip install -q --no-deps --no-build-isolation --no-index .
-part info 30 bash -c info
+part info 40 bash -c info
 # a test that hangs fails after 90 s where pytest-timeout is installed, so the run still ends with its report
 TIMEOUT=$(python3 -c "import pytest_timeout" 2>/dev/null && echo "--timeout=90")
 part cuda 60 python3 -m pytest -v -n 4 -p no:cacheprovider -rfE $TIMEOUT tests/test_cuda.py
