@@ -60,7 +60,6 @@ class AssessConfig:
 def protocol(settings: dict[str, Any], source_digest: str) -> tuple[dict[str, Any], str]:
     """The settings every compared student shares, with the labels' artifact, and their digest."""
     shared = {k: v for k, v in settings.items() if k not in PROTOCOL_FREE} | {"labels": source_digest}
-    shared.pop("source", None)  # the path: where the artifact lies is not part of the protocol, its digest is
     text = json.dumps(shared, sort_keys=True, default=str)
     return json.loads(text), hashlib.sha256(text.encode()).hexdigest()
 
