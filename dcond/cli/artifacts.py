@@ -1,6 +1,7 @@
 """Commands that look at artifacts: evaluate, inspect, verify."""
 
 import json as jsonlib
+import sys
 from typing import Annotated, Any, Optional
 
 import typer
@@ -61,7 +62,7 @@ def _students_table(results: dict[str, Any]) -> None:
                      f"{s['ars']:.4f}")
         table.add_row(model, f"{r['top1_mean']:.2%} ± {r['top1_std']:.2%}",
                       ", ".join(f"{v:.2%}" for v in r["runs"]), *extra, r["protocol_digest"][:12])
-    Console(stderr=True).print(table)
+    Console(stderr=True, width=None if sys.stderr.isatty() else 160).print(table)  # a log is not cut at 80 columns
 
 
 def _size(n: float) -> str:
