@@ -55,7 +55,7 @@ part cuda 60 python3 -m pytest -v -n 4 -p no:cacheprovider -rfE $TIMEOUT tests/t
 part suite 240 python3 -m pytest -v -n 14 -p no:cacheprovider -rfE $TIMEOUT --ignore=tests/test_cuda.py
 part pipeline 130 bash -c pipeline
 part throughput 120 bash -c "cd benchmarks && python3 throughput.py --epochs 48 --repeats 5"
-part costs 100 bash -c "cd benchmarks && python3 stage_costs.py --repeats ${COST_REPEATS:-2} --iterations 10 30"
+part costs 150 bash -c "cd benchmarks && python3 stage_costs.py --repeats ${COST_REPEATS:-1} --iterations 10 30"
 part sre2l 30 bash -c "ITERS=40 bash .gpu/sre2l/run.sh"
 echo "=== done in $(($(date +%s) - START)) s" | tee -a "$LOG"
 grep -E '^(\||===|example pipeline|import |SRE2L|torch |CPU|NVIDIA|name|repeat|[0-9]+ (passed|failed)|FAILED|ERROR)|passed|failed' "$LOG" | tail -90
