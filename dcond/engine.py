@@ -12,7 +12,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from dcond.data import DatasetSpec, ImageDataset, batches, to_input
-from dcond.data.augment import on_device
 from dcond.distributed import gpus_per_process, world
 from dcond.errors import DcondError
 
@@ -112,6 +111,16 @@ def lr_factor(schedule: str, step: int, total: int, warmup: int = 0, zeta: float
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+def on_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`t` on `device` without waiting. A blocking copy to a GPU first waits for all the work queued there, so the
+    host could not prepare the next batch while the GPU runs this one; and a copy from pageable memory may wait
+    likewise even when asked not to block, so small host tensors go through pinned memory (a cached block,
+    kept until the copy is done)."""
+    if device.type != "cuda" or t.device.type == "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def to_host(t: torch.Tensor) -> tuple[torch.Tensor, Callable[[], None]]:

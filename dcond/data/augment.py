@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dcond.engine import on_device
 from dcond.errors import DcondError
 from dcond.validate import tensor
 
@@ -214,16 +215,6 @@ def _sampling_grid(boxes: torch.Tensor, size: int) -> torch.Tensor:
     n = len(boxes)
     grid = torch.stack([xs[:, None, :].expand(n, size, size), ys[:, :, None].expand(n, size, size)], -1)
     return grid * 2 - 1
-
-
-def on_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """`t` on `device` without waiting. A blocking copy to a GPU first waits for all the work queued there, so the
-    host could not prepare the next batch while the GPU runs this one; and a copy from pageable memory may wait
-    likewise even when asked not to block, so small host tensors go through pinned memory (a cached block,
-    kept until the copy is done)."""
-    if device.type != "cuda" or t.device.type == "cuda":
-        return t.to(device)
-    return t.pin_memory().to(device, non_blocking=True)
 
 
 def apply_views(images: torch.Tensor, views: Views) -> torch.Tensor:

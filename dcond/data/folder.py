@@ -55,8 +55,7 @@ class ImageFolder:
         self.train = [(p, c) for i, (p, c) in enumerate(zip(paths, labels)) if i not in held]
         self.held = [(paths[i], labels[i]) for i in sorted(held)]
         source = {"type": "imagefolder", "path": str(self.root)}
-        if recorded is not None and recorded.source.get("path") == source["path"] and \
-                recorded.image_size == image_size:
+        if recorded is not None and recorded.source.get("path") == source["path"]:
             channels, mean, std = recorded.channels, recorded.mean, recorded.std
         else:
             channels, mean, std = self._normalisation(classes, paths, labels, image_size)

@@ -20,12 +20,12 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from dcond.artifact import Artifact, ArtifactWriter, open_artifact
 from dcond.bank import Bank, has_bank, open_bank
 from dcond.data import DataOptions, DatasetSpec, check_same_split, load_eval_split, reopen, to_input
-from dcond.data.augment import ViewConfig, apply_views, draw_epoch, epoch_generator, mixed_targets, on_device
+from dcond.data.augment import ViewConfig, apply_views, draw_epoch, epoch_generator, mixed_targets
 from dcond.data.folder import ArtifactImages
 from dcond.data.images import load_all
 from dcond.distributed import world
 from dcond.engine import (autocast, ddp, decay_groups, ensemble_logits, evaluate, lr_factor, make_optimizer,
-                          place, resolve_device, set_lr, to_host)
+                          on_device, place, resolve_device, set_lr, to_host)
 from dcond.errors import DcondError
 from dcond.generative import Generator, load_generator, sample
 from dcond.log import info, progress

@@ -11,9 +11,10 @@ import torch.nn.functional as F
 from dcond.artifact import ArtifactWriter, config_key
 from dcond.checkpoint import load_checkpoint, save_checkpoint
 from dcond.data import DataOptions, batches, load_eval_split, load_split, open_source, to_input
-from dcond.data.augment import on_device, random_crop_flip
+from dcond.data.augment import random_crop_flip
 from dcond.distributed import world
-from dcond.engine import autocast, ddp, evaluate, lr_factor, make_optimizer, place, resolve_device, set_lr
+from dcond.engine import (autocast, ddp, evaluate, lr_factor, make_optimizer, on_device, place, resolve_device,
+                          set_lr)
 from dcond.errors import DcondError
 from dcond.log import info, progress
 from dcond.realstats import STATS_FILE, patch_size, real_statistics, stat_layers
