@@ -9,6 +9,8 @@ depth 2, and width 128 with instance norm.
 
 Usage: .venv/bin/python benchmarks/methods.py [--ipc 10] [--seeds 3] [--epochs 300] [--methods ...]
        [--lowrank 1 2]  (also: each bank as rank-R factors per image, to compare selections at equal bank bytes)
+       [--init-from "select random"]  (synthesis from real images starts from that method's images, same seed)
+A method may carry flags for an ablation: --methods "synthesize edc --iterations 25".
 Every step is kept under benchmarks/out/methods and skipped when run again (delete it to start afresh).
 """
 
@@ -54,13 +56,26 @@ def lowrank(labels: str, rank: int, epochs: int, seed: int) -> tuple[float, int]
     return metrics(student)["top1"], bank["bytes"]
 
 
-def run(name: str, seed: int, ipc: int, epochs: int, teacher: str, observers: list[str]) -> tuple[float, float, str]:
+def tag_of(name: str, ipc: int, seed: int, init_from: str | None = None) -> str:
+    """The folder name of one method's run: 'synthesize edc --iterations 25' -> synthesize-edc-iterations-25-..."""
+    name += f" --init {init_from}" if init_from else ""
+    return f"{name.replace(' --', '-').replace(' ', '-')}-ipc{ipc}-seed{seed}"
+
+
+def run(name: str, seed: int, ipc: int, epochs: int, teacher: str, observers: list[str],
+        init_from: str | None = None) -> tuple[float, float, str]:
     """One method, one seed: (student test top-1, seconds the method took as first measured, its labels)."""
-    tag = f"{name.replace(' ', '-')}-ipc{ipc}-seed{seed}"
-    extra = [a for o in observers for a in ("--teacher", o)] if name == "synthesize edc" else []
+    words = name.split()
+    source, flags = " ".join(words[:2]), words[2:]
+    init_from = init_from if source == "synthesize edc" else None
+    tag = tag_of(name, ipc, seed, init_from)
+    extra = [a for o in observers for a in ("--teacher", o)] if source == "synthesize edc" else []
+    if init_from:
+        extra += ["--init", step(ROOT / tag_of(init_from, ipc, seed), *SOURCES[init_from], teacher, "--ipc", ipc,
+                                 "--seed", seed)]
     times = json.loads(TIMES.read_text()) if TIMES.exists() else {}
     t0 = time.perf_counter()
-    images = step(ROOT / tag, *SOURCES[name], teacher, *extra, "--ipc", ipc, "--seed", seed)
+    images = step(ROOT / tag, *SOURCES[source], teacher, *extra, *flags, "--ipc", ipc, "--seed", seed)
     seconds = times.setdefault(tag, time.perf_counter() - t0)
     TIMES.write_text(json.dumps(times, indent=1))
     labels = step(ROOT / f"{tag}-labels", "relabel", images, "--teacher", teacher, "--epochs", epochs, "--seed", seed)
@@ -73,16 +88,21 @@ def main() -> None:
     parser.add_argument("--ipc", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=300, help="relabel and student epochs")
-    parser.add_argument("--methods", nargs="*", default=list(SOURCES))
+    parser.add_argument("--methods", nargs="*", default=list(SOURCES),
+                        help="methods, each optionally with flags of its command (for ablations)")
+    parser.add_argument("--init-from", choices=[n for n in SOURCES if n.startswith("select")],
+                        help="EDC starts from this selection's images of the same seed (paired ablations)")
     parser.add_argument("--lowrank", nargs="*", type=int, default=[],
                         help="also compress each bank to these ranks (lowrank+quantize) and train on it")
     args = parser.parse_args()
     teacher, observers = teachers()
     rows, compressed = [], []
     for name in args.methods:
-        results = [run(name, seed, args.ipc, args.epochs, teacher, observers) for seed in range(args.seeds)]
+        results = [run(name, seed, args.ipc, args.epochs, teacher, observers, args.init_from)
+                   for seed in range(args.seeds)]
         accs = [a for a, _, _ in results]
-        rows.append((name, *mean_std(accs), accs, statistics.median([s for _, s, _ in results])))
+        label = f"{name} (from {args.init_from})" if args.init_from and name.startswith("synthesize edc") else name
+        rows.append((label, *mean_std(accs), accs, statistics.median([s for _, s, _ in results])))
         for rank in args.lowrank:
             small = [lowrank(labels, rank, args.epochs, seed) for seed, (_, _, labels) in enumerate(results)]
             compressed.append((name, rank, statistics.median([b for _, b in small]), *mean_std([a for a, _ in small])))
