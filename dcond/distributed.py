@@ -7,6 +7,8 @@ single process, and every collective is a no-op.
 """
 
 import os
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -63,8 +65,28 @@ def gpus_per_process() -> bool:
     return torch.cuda.is_available() and local <= torch.cuda.device_count()
 
 
-@cache
+_ALONE: ContextVar[bool] = ContextVar("alone", default=False)
+
+
 def world() -> World:
+    """This process's place among torchrun's; within `alone()`, a process on its own (keeping its GPU)."""
+    launched = _launched()
+    return World(local_rank=launched.local_rank) if _ALONE.get() else launched
+
+
+@contextmanager
+def alone():
+    """Within it, stages work as if this were the only process: for independent jobs spread over torchrun's
+    ranks (each rank trains its own students), with no collective and no shared output."""
+    token = _ALONE.set(True)
+    try:
+        yield
+    finally:
+        _ALONE.reset(token)
+
+
+@cache
+def _launched() -> World:
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return World()
     size, rank = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])

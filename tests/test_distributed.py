@@ -3,6 +3,7 @@
 Ranks share one output folder, so a stage whose ranks both write a file races; such races show up under
 repetition: `pytest --stress 20 tests/test_distributed.py` runs every two-rank stage 20 times."""
 
+import json
 import os
 import subprocess
 import sys
@@ -97,6 +98,23 @@ def test_two_ranks_train_one_student_and_one_teacher(shared_teacher_images, stre
                       "--batch-size", 4, *TINY_MODEL, "--out", tmp_path / f"t{i}", cwd=tmp_path)
         assert trained.returncode == 0 and verify(tmp_path / f"t{i}").intact, trained.stderr
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_two_ranks_share_the_students_of_an_evaluation_and_agree_with_one(shared_teacher_images, stress, tmp_path):
+    teacher, images = shared_teacher_images
+    labels = labels_of(images, teacher, tmp_path / "labels")
+    args = ["evaluate", labels, "--models", "convnet,tv:resnet18", "--seeds", 2, "--epochs", 1, "--json"]
+    one = run(*args, ranks=1, cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    for i in range(stress):
+        two = run(*args, cwd=tmp_path)
+        assert two.returncode == 0, f"run {i + 1} of {stress}: {two.stderr}"
+        assert json.loads(two.stdout)["students"] == json.loads(one.stdout)["students"]  # one line, rank 0's
+        assert two.stderr.count("[rank 1] student epochs: 1/1") == 2  # rank 1 trained two of the four students
+        assert two.stderr.count("students (last epoch)") == 1  # and rank 0 alone prints the table
+    assert [k for k in open_artifact(labels).metrics if k.startswith("students:")] == \
+        [f"students:{m}:{r['protocol_digest'][:12]}" for m, r in json.loads(one.stdout)["students"].items()]
+    assert verify(labels).intact
 
 
 def test_a_failing_rank_fails_the_run_and_leaves_work_to_resume(tiny_teacher, tmp_path):

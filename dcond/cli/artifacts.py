@@ -11,6 +11,7 @@ from rich.table import Table
 from dcond.artifact import Artifact, quick_check, read_manifest, verify
 from dcond.cli.common import (Data, DataRoot, Device, Download, ImageSize, InputArtifact, Json, Subset, data_options,
                               emit, input_path)
+from dcond.distributed import world
 from dcond.errors import DcondError
 from dcond.stages.assess import AssessConfig, assess
 from dcond.stages.evaluate import EvalConfig, evaluate_artifact
@@ -41,7 +42,8 @@ def evaluate_cmd(artifact: InputArtifact = None, data: Data = "", data_root: Dat
         cfg = AssessConfig(models=[m.strip() for m in models.split(",")], seeds=seeds, epochs=epochs, recipe=recipe,
                            baseline=baseline, device=device)
         results = assess(path, cfg)
-        _students_table(results)
+        if world().is_main:  # under torchrun, one rank reports
+            _students_table(results)
         emit(path, json, {"students": results})
         return
     opts = data_options(data, data_root, download, image_size, subset)

@@ -23,6 +23,8 @@ from dcond.data import DataOptions, load_all
 from dcond.data.augment import ViewConfig
 from dcond.data.images import class_indices
 from dcond.data.sources import load_for_teacher
+from dcond.distributed import alone, world
+from dcond.engine import resolve_device
 from dcond.errors import DcondError
 from dcond.log import info
 from dcond.stages.relabel import RelabelConfig, link_images, relabel
@@ -67,15 +69,18 @@ def protocol(settings: dict[str, Any], source_digest: str) -> tuple[dict[str, An
 def assess(source: Path, cfg: AssessConfig) -> dict[str, Any]:
     """Train `seeds` students of each model on the condensed set at `source`; return and record, per model, the
     runs' test top-1 and their mean and std, under the protocol's digest. With a baseline, the same for random
-    real images of the same IPC, and the DD-Ranking-style scores (docs/official/ddranking.md)."""
+    real images of the same IPC, and the DD-Ranking-style scores (docs/official/ddranking.md).
+    Under torchrun the students are spread over the ranks, each trained by one rank on its own."""
+    resolve_device(cfg.device)  # under torchrun, a device error is one line on every rank, before any work
     art = open_artifact(source, kinds=("images", "labels"))
     with tempfile.TemporaryDirectory(prefix="dcond-evaluate-") as tmp:  # the students are not kept
         scratch = Path(tmp)
         results = students(source, cfg, scratch / "condensed")
         if cfg.baseline == "random":
             add_baseline(results, art, cfg, scratch)
-    for model, record in results.items():
-        update_metrics(art, f"students:{model}:{record['protocol_digest'][:12]}", record)
+    if world().is_main:
+        for model, record in results.items():
+            update_metrics(art, f"students:{model}:{record['protocol_digest'][:12]}", record)
     return results
 
 
@@ -86,23 +91,32 @@ def students(source: Path, cfg: AssessConfig, scratch: Path, labels: str | None 
     `labels` names the labels in the protocol (default: the artifact's digest; a baseline made afresh for each
     evaluation is named by what it is made of, so that two evaluations of one set compare)."""
     digest = labels or open_artifact(source).digest
+    jobs = [(model, seed) for model in cfg.models for seed in range(cfg.seeds)]
+    w = world()
+    with alone():  # each rank trains its share of the students by itself
+        mine = {job: _student(source, cfg, scratch, views, *job) for job in w.shard(jobs)}
+    done = {job: result for part in w.gather(mine) for job, result in part.items()}
     results = {}
     for model in cfg.models:
-        runs, settings = [], None
-        for seed in range(cfg.seeds):
-            settings = student_config(source, cfg.recipe, views, model=model, seed=seed, epochs=cfg.epochs,
-                                      device=cfg.device)
-            out = train_student(source, settings, scratch / f"{model.replace(':', '_')}-{seed}")
-            metrics = open_artifact(out).metrics
-            split = next(k for k in metrics if "best-of-last" not in k)  # the last epoch's, never the best
-            runs.append(metrics[split]["top1"])
+        runs = [done[(model, seed)][1] for seed in range(cfg.seeds)]
+        settings = student_config(source, cfg.recipe, views, model=model, epochs=cfg.epochs, device=cfg.device)
         shared, protocol_digest = protocol(asdict(settings), digest)
-        results[model] = {"model": model, "split": split, "runs": runs, "top1_mean": statistics.fmean(runs),
-                          "top1_std": statistics.stdev(runs) if len(runs) > 1 else 0.0,
-                          "protocol_digest": protocol_digest, "protocol": shared}
+        results[model] = {"model": model, "split": done[(model, 0)][0], "runs": runs,
+                          "top1_mean": statistics.fmean(runs), "top1_std": statistics.stdev(runs) if len(runs) > 1
+                          else 0.0, "protocol_digest": protocol_digest, "protocol": shared}
         info(f"{model}: top-1 {results[model]['top1_mean']:.4f} ± {results[model]['top1_std']:.4f} "
              f"over {cfg.seeds} seeds")
     return results
+
+
+def _student(source: Path, cfg: AssessConfig, scratch: Path, views: dict[str, Any] | None, model: str,
+             seed: int) -> tuple[str, float]:
+    """One student's (split, test top-1) at the last epoch, never the best."""
+    settings = student_config(source, cfg.recipe, views, model=model, seed=seed, epochs=cfg.epochs,
+                              device=cfg.device)
+    metrics = open_artifact(train_student(source, settings, scratch / f"{model.replace(':', '_')}-{seed}")).metrics
+    split = next(k for k in metrics if "best-of-last" not in k)
+    return split, metrics[split]["top1"]
 
 
 def add_baseline(results: dict[str, dict[str, Any]], art: Artifact, cfg: AssessConfig, scratch: Path) -> None:
@@ -112,15 +126,16 @@ def add_baseline(results: dict[str, dict[str, Any]], art: Artifact, cfg: AssessC
     label-robust score LRS = N(w·IOR − (1 − w)·HLR) and the augmentation-robust score
     ARS = N(γ·(set − random) + (1 − γ)·(set − random, both without augmentation))."""
     bank = has_bank(art)
-    random_images = random_images_like(art, scratch / "random-images")
-    random_set = labelled_like(random_images, art, cfg, scratch / "random-labels")
+    with alone():  # each rank makes the same sets in its own scratch: little work beside the students
+        random_images = random_images_like(art, scratch / "random-images")
+        random_set = labelled_like(random_images, art, cfg, scratch / "random-labels")
+        own_images = images_of(art, scratch / "hard-images") if bank else art.path
+        plain_sets = {name: labelled_like(images, art, cfg, scratch / f"{name}-plain-labels", NO_AUGMENTATION)
+                      for name, images in (("set", own_images), ("random", random_images))}
     random_results = students(random_set, cfg, scratch / "random", f"random(seed {BASELINE_SEED}) like {art.digest}")
-    own_images = images_of(art, scratch / "hard-images") if bank else art.path
     hard_results = students(own_images, cfg, scratch / "hard", f"hard labels of {art.digest}") if bank else results
-    plain = {name: students(labelled_like(images, art, cfg, scratch / f"{name}-plain-labels", NO_AUGMENTATION), cfg,
-                            scratch / f"{name}-plain", f"{name} without augmentation, like {art.digest}",
-                            NO_AUGMENTATION)
-             for name, images in (("set", own_images), ("random", random_images))}
+    plain = {name: students(labelled, cfg, scratch / f"{name}-plain", f"{name} without augmentation, like "
+                            f"{art.digest}", NO_AUGMENTATION) for name, labelled in plain_sets.items()}
     full = teacher_accuracy(art, next(iter(results.values()))["split"])
     w, g = cfg.lrs_weight, cfg.ars_weight
     for model, record in results.items():
