@@ -28,10 +28,11 @@ from common import OUT, dcond, machine, median, metrics, step
 ZSTD = ["--zstd-level", "19"]
 FORMS = {  # name: compress-labels flags
     "int8": ["--method", "quantize", *ZSTD],
-    "top-2 int8": ["--method", "topk+quantize", "--k", "2", *ZSTD],
+    "top-2 int8": ["--method", "topk+quantize", "--k", "2", "--fill", "uniform", *ZSTD],
     "rank-1 int8": ["--method", "lowrank+quantize", "--rank", "1", *ZSTD],
     "prune 50% + rank-2 int8": ["--method", "prune+lowrank+quantize", "--keep", "0.5", "--rank", "2", *ZSTD],
-    "prune 10% + top-3 int8": ["--method", "prune+topk+quantize", "--keep", "0.1", "--k", "3", *ZSTD],
+    "prune 10% + top-3 int8": ["--method", "prune+topk+quantize", "--keep", "0.1", "--k", "3", "--fill", "uniform",
+                               *ZSTD],
     "prune 8% int8": ["--method", "prune+quantize", "--keep", "0.08", *ZSTD],
 }
 SETTINGS = {  # per IPC: relabel and student epochs, forms compared, seeds of the key rows. A student costs about

@@ -64,12 +64,17 @@ def test_prune_keeps_exactly_the_requested_fraction_and_replays_only_kept_batche
     assert kept - 4 <= len(seen) <= kept  # the pool, drawn from with replacement
 
 
-@pytest.mark.parametrize("fill, k", [("uniform", 1), ("min", 2)])
+@pytest.mark.parametrize("fill, k", [("renormalize", 2), ("uniform", 1), ("min", 2)])
 def test_topk_keeps_the_k_largest_within_its_bound(bank, tmp_path, fill, k):
     out = compress(bank, tmp_path, method="topk", k=k, fill=fill)
     (orig, _), (back, _) = rows(read_all(bank)), rows(read_all(out))
     p, q = F.log_softmax(orig / T, 1), F.log_softmax(back / T, 1)
     top = p.topk(k, 1).indices
+    if fill == "renormalize":  # the kept classes share all the mass, in their proportions; the others none
+        kept = p.gather(1, top)
+        torch.testing.assert_close(q.gather(1, top), kept - kept.logsumexp(1, keepdim=True), atol=2e-3, rtol=2e-3)
+        assert q.exp().scatter(1, top, 0).max() < 1e-9
+        return
     torch.testing.assert_close((back / T).gather(1, top), p.gather(1, top), atol=2e-3, rtol=2e-3)  # kept as they were
     if fill == "uniform":  # KL ≤ (the remaining mass) · log(K − k)
         assert torch.equal(q.topk(k, 1).indices, top)
@@ -144,7 +149,8 @@ def test_views_are_drawn_again_from_the_seed_or_else_stored(bank, tmp_path, monk
 
 @pytest.mark.parametrize("chain, options", [
     ("prune", {"keep": 0.5}), ("topk", {}), ("lowrank", {"energy": 0.95}), ("quantize", {"zstd_level": 3}),
-    ("prune+topk+quantize", {"k": 1, "zstd_level": 3}), ("prune+lowrank+quantize", {"rank": 1, "dtype": "bfloat16"}),
+    ("prune+topk+quantize", {"keep": 0.5, "k": 2, "zstd_level": 3}),
+    ("prune+lowrank+quantize", {"rank": 1, "dtype": "bfloat16"}),
 ])
 def test_student_trains_from_each_compressed_form(bank, tmp_path, chain, options):
     labels = compress(bank, tmp_path, method=chain, **options)
@@ -193,7 +199,8 @@ def test_cli_compress_then_train_student(cli, bank, tmp_path):
     r = cli("compress-labels", bank, "--method", "prune+topk", "--keep", 0.5, "--k", 1, "--zstd-level", 3,
             "--out", tmp_path / "c")
     assert r.code == 0 and r.stdout.strip() == str(tmp_path / "c"), r.stderr
-    assert open_artifact(tmp_path / "c").section["bank"]["chain"][1] == {"method": "topk", "k": 1, "fill": "uniform"}
+    chain = open_artifact(tmp_path / "c").section["bank"]["chain"]
+    assert chain[1] == {"method": "topk", "k": 1, "fill": "renormalize"}
     r = cli("train-student", *TINY_MODEL, "--epochs", 2, stdin=r.stdout)
     assert r.code == 0 and open_artifact(r.stdout.strip()).kind == "model", r.stderr
     r = cli("compress-labels", bank, "--method", "prune+nothing", "--out", tmp_path / "bad")

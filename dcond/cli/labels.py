@@ -46,8 +46,10 @@ def compress_labels_cmd(
     pick: Annotated[str, typer.Option(help="prune: which batches: the chronologically first full ones (as "
                                            "released) or random (with --seed).")] = C.pick,
     k: Annotated[int, typer.Option("--k", help="topk: classes kept per view.")] = C.k,
-    fill: Annotated[str, typer.Option(help="topk: the other classes share the remaining mass (uniform) or take "
-                                           "the smallest kept value (min).")] = C.fill,
+    fill: Annotated[str, typer.Option(help="topk: the kept classes share all the mass (renormalize, as label "
+                                           "pruning's quantised follow-up trains), or the other classes share the "
+                                           "remaining mass (uniform, FKD) or take the smallest kept value (min).")]
+    = C.fill,
     rank: Annotated[Optional[int], typer.Option(help="lowrank: rank per image (with --energy, its cap).")] = None,
     energy: Annotated[Optional[float], typer.Option(help="lowrank: per image, the smallest rank keeping this share "
                                                          "of the squared singular values.")] = None,

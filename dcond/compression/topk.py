@@ -1,15 +1,20 @@
 """topk: keep the k largest teacher outputs of every view (FKD; the quantised follow-up of label pruning).
 
 Stored per view: the k largest log-probabilities at the bank's temperature T, log softmax(z / T), and their
-classes as int16. At train time the other K − k classes are filled back (`--fill`): `uniform` spreads the
-remaining probability mass m = 1 − Σ kept evenly over them (FKD), `min` gives them the view's smallest kept
-value (the quantised follow-up); the logits handed to the student are T · log p̂.
+classes as int16. At train time the other K − k classes are filled back (`--fill`): `renormalize` gives the
+kept classes all the mass and the others none (the follow-up's released training, its "MR"), `uniform`
+spreads the remaining probability mass m = 1 − Σ kept evenly over them (FKD), `min` gives them the view's
+smallest kept value (an option of the follow-up's code); the logits handed to the student are T · log p̂.
+Renormalising from the stored log-probabilities equals renormalising softmax(top-k logits / T') at any T',
+since their differences are those of the logits over T.
 
-Bound: the kept classes keep their probabilities, so with uniform fill KL(p ‖ p̂) = m · KL(tail / m ‖
+Bound: with uniform fill the kept classes keep their probabilities, so KL(p ‖ p̂) = m · KL(tail / m ‖
 uniform) ≤ m · log(K − k) per view (plus the rounding of the stored values).
 """
 
 from typing import Any
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -17,8 +22,8 @@ import torch.nn.functional as F
 from dcond.compression import CODE, CODINGS, METHODS, Method, Work, record
 from dcond.errors import DcondError
 
-FILLS = ("uniform", "min")
-_MIN_MASS = 1e-12  # the remaining mass is floored before its log is taken (rounding can leave it ≤ 0)
+FILLS = ("renormalize", "uniform", "min")
+_MIN_MASS = 1e-12  # a mass is floored before its log is taken (rounding can leave it ≤ 0; "none" stays finite)
 
 
 def compress(work: Work, options: dict[str, Any]) -> dict[str, Any]:
@@ -34,9 +39,13 @@ def compress(work: Work, options: dict[str, Any]) -> dict[str, Any]:
 
 @CODINGS.register("topk")
 def decode(t: dict[str, torch.Tensor], info: dict[str, Any], rows: slice, order: torch.Tensor) -> torch.Tensor:
-    values, indices = t["values"][rows], t["indices"][rows].long()
+    values, indices = t["values"][rows].float(), t["indices"][rows].long()
     classes, k = info["num_classes"], values.shape[1]
-    if record(info, "topk")["fill"] == "uniform":
+    fill_rule = record(info, "topk")["fill"]
+    if fill_rule == "renormalize":
+        values = values - values.logsumexp(1, keepdim=True)
+        fill = torch.full_like(values[:, :1], math.log(_MIN_MASS))
+    elif fill_rule == "uniform":
         fill = ((1 - values.exp().sum(1, keepdim=True)).clamp_min(_MIN_MASS) / (classes - k)).log()
     else:
         fill = values.min(1, keepdim=True).values

@@ -30,7 +30,7 @@ class CompressConfig:
     keep: float = 0.1  # prune: fraction of the stored batches kept
     pick: str = "first"  # prune: which: the chronologically first full batches (as released), or random
     k: int = 2  # topk: classes kept per view
-    fill: str = "uniform"  # topk: how the other classes come back
+    fill: str = "renormalize"  # topk: how the other classes come back
     rank: int | None = None  # lowrank: rank per image (the cap, with --energy)
     energy: float | None = None  # lowrank: per image, the smallest rank keeping this share of Σσ²
     dtype: str = "int8"  # quantize
