@@ -144,7 +144,7 @@ def test_a_student_trains_on_fresh_samples_of_a_generator(generator, tiny_teache
 def _epoch_images(provider, e):
     """The images a fresh-samples provider draws for epoch e."""
     next(provider.epoch(e))
-    return provider.images.clone()
+    return provider.raw.clone()
 
 
 def test_bad_generative_settings_name_their_flag(tiny_teacher, tmp_path):

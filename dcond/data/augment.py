@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dcond.data.images import InputImages
 from dcond.engine import on_device
 from dcond.errors import DcondError
 from dcond.validate import tensor
@@ -217,8 +218,9 @@ def _sampling_grid(boxes: torch.Tensor, size: int) -> torch.Tensor:
     return grid * 2 - 1
 
 
-def apply_views(images: torch.Tensor, views: Views) -> torch.Tensor:
-    """Render one batch of views from float images (N×C×H×W, indexed by `views.order`), on their device.
+def apply_views(images: torch.Tensor | InputImages, views: Views) -> torch.Tensor:
+    """Render one batch of views from network-input images (N×C×H×W, indexed by `views.order`: float, or uint8
+    made float row by row), on their device.
     The per-batch CutMix box and λ are read on the host, where they live; nothing waits for the GPU."""
     device = images.device
     x = images[on_device(views.order, device)]

@@ -125,6 +125,29 @@ def to_input(images: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
     return (images.float() / 255 - mean) / std
 
 
+class InputImages:
+    """uint8 images on a device that hand out network input (float, normalised) for the rows indexed: the set
+    takes a quarter of the memory of its float32 form, and the rows equal those of `to_input` of the whole set
+    bit for bit (the normalisation is elementwise)."""
+
+    def __init__(self, images: torch.Tensor, spec: DatasetSpec):
+        self.images, self.spec = images, spec
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.images.shape
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index) -> torch.Tensor:
+        return to_input(self.images[index], self.spec)
+
+
 def to_uint8(inputs: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
     """Normalised float network input -> uint8 images (the inverse of `to_input`, rounded and clipped)."""
     mean = torch.tensor(spec.mean, device=inputs.device).view(1, -1, 1, 1)

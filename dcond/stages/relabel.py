@@ -16,7 +16,7 @@ import torch
 
 from dcond.artifact import Artifact, ArtifactWriter, config_key, image_files, save_images
 from dcond.bank import epoch_file, write_epoch
-from dcond.data import TensorImages, to_input
+from dcond.data import InputImages, TensorImages
 from dcond.data.augment import ViewConfig, Views, apply_views, draw_epoch, epoch_generator
 from dcond.data.folder import open_condensed
 from dcond.distributed import world
@@ -107,7 +107,7 @@ def write_bank(w: ArtifactWriter, data: TensorImages, teacher_arts: list[Artifac
     device = resolve_device(cfg.device)
     models = [place(m, device).eval() for m in models]
     spec = w.dataset
-    images = to_input(data.images.to(device), spec)
+    images = InputImages(data.images.to(device), spec)  # made float batch by batch
     batch_size = cfg.batch_size or default_batch_size(len(data))
     # rank 0 decides what is left: ranks that start later must not see their peers' fresh epochs as done
     todo = world().share([e for e in range(cfg.epochs) if not (w.dir / epoch_file(e)).exists()])

@@ -19,7 +19,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from dcond.artifact import Artifact, ArtifactWriter, open_artifact
 from dcond.bank import Bank, has_bank, open_bank
-from dcond.data import DataOptions, DatasetSpec, check_same_split, load_eval_split, reopen, to_input
+from dcond.data import DataOptions, DatasetSpec, InputImages, check_same_split, load_eval_split, reopen, to_input
 from dcond.data.augment import ViewConfig, apply_views, draw_epoch, epoch_generator, mixed_targets
 from dcond.data.folder import ArtifactImages
 from dcond.data.images import load_all
@@ -151,7 +151,7 @@ def _labels(art: Artifact, cfg: StudentConfig, device: torch.device):
     if art.kind == "generator":
         return FreshSamples(place(load_generator(art), device), cfg, device, teachers), parents
     data = load_all(ArtifactImages(art.path).split("train"))
-    images = to_input(data.images.to(device), art.dataset)
+    images = InputImages(data.images.to(device), art.dataset)  # made float batch by batch
     if not teachers and has_bank(art):
         return Replay(open_bank(art), images, data.labels, cfg, device), parents
     return FreshViews(images, data.labels, cfg, device, teachers, art.dataset, data.images), parents
@@ -244,7 +244,7 @@ class FreshSamples(FreshViews):
 
     def epoch(self, e: int) -> Iterator[Batch]:
         images, _ = sample(self.generator, self.cfg.fresh_samples, self.cfg.seed * 1_000_003 + e, self.device)
-        self.raw, self.images = images.cpu(), to_input(images.to(self.device), self.generator.dataset)
+        self.raw, self.images = images.cpu(), InputImages(images.to(self.device), self.generator.dataset)
         yield from super().epoch(e)
 
 
