@@ -29,8 +29,10 @@ from dcond.engine import resolve_device
 from dcond.models import ModelSpec, create_model, state_tensors
 
 
-def make_folder(root: Path, classes: int, size: int, per_class: int, test_per_class: int) -> Path:
-    """Smooth random images (noise upsampled 8×), so that PNG coding costs what it does for photos."""
+def make_folder(root: Path, classes: int, size: int, per_class: int, test_per_class: int,
+                suffix: str = ".png") -> Path:
+    """Smooth random images (noise upsampled 8×), so that PNG coding costs what it does for photos; `suffix`
+    picks the format (".JPEG": as ImageNet's files are named)."""
     rng = np.random.default_rng(0)
     for split, n in (("train", per_class), ("test", test_per_class)):
         for c in range(classes):
@@ -38,7 +40,7 @@ def make_folder(root: Path, classes: int, size: int, per_class: int, test_per_cl
             folder.mkdir(parents=True)
             for i in range(n):
                 small = rng.integers(0, 256, (max(1, size // 8),) * 2 + (3,), dtype=np.uint8)
-                Image.fromarray(small).resize((size, size), Image.BILINEAR).save(folder / f"{i}.png")
+                Image.fromarray(small).resize((size, size), Image.BILINEAR).save(folder / f"{i}{suffix}")
     return root
 
 
