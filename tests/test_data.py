@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from conftest import make_image_folder
+from dcond.artifact import open_artifact
 from dcond.data import (DataOptions, check_same_split, load_eval_split, load_split, open_source, reopen, to_input,
                         to_uint8)
 from dcond.data.augment import random_crop_flip
@@ -65,6 +66,27 @@ def test_image_folder_channels_size_and_order(tmp_path, rgb, channels):
     images, labels = data.__getitems__(range(len(data)))
     assert images.shape == (12, channels, 16, 16) and images.dtype == torch.uint8
     assert labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+
+
+def test_image_folder_keeps_its_own_size_and_is_named_by_the_folder_above_train(cli, tmp_path):
+    make_image_folder(tmp_path / "shoes" / "train", per_class=4, size=28)
+    source = open_source(DataOptions(str(tmp_path / "shoes" / "train")))
+    assert source.spec.image_size == 28 and source.spec.name == "shoes"
+    r = cli("train-teacher", "--data", tmp_path / "shoes", "--model", "convnet", "--model-opt", "width=4",
+            "--epochs", 1, "--device", "cpu", "--out", tmp_path / "t")
+    assert r.code == 0, r.stderr
+    spec = open_artifact(tmp_path / "t").dataset
+    assert spec.image_size == 28 and spec.name == "shoes"
+
+
+def test_images_of_several_sizes_ask_for_image_size(tmp_path):
+    root = make_image_folder(tmp_path / "mixed", per_class=2, size=20)
+    make_image_folder(tmp_path / "other", classes=1, per_class=1, size=24)
+    (tmp_path / "other" / "class_0" / "0.png").rename(root / "class_2" / "big.png")
+    with pytest.raises(DcondError, match=r"not all of one square size \(20×20 \(0.png\), 24×24 \(big.png\)\): "
+                                         "pass --image-size"):
+        open_source(DataOptions(str(root)))
+    assert open_source(DataOptions(str(root), image_size=16)).spec.image_size == 16
 
 
 def test_image_folder_with_train_and_val_splits(tmp_path):

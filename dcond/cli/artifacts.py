@@ -19,7 +19,7 @@ from dcond.student_recipes import STUDENT_RECIPES
 
 
 def evaluate_cmd(artifact: InputArtifact = None, data: Data = "", data_root: DataRoot = None,
-                 download: Download = False, image_size: ImageSize = 32, subset: Subset = None,
+                 download: Download = False, image_size: ImageSize = None, subset: Subset = None,
                  batch_size: int = EvalConfig.batch_size,
                  models: Annotated[str, typer.Option(help="A condensed set: the students' architectures, "
                                                           "comma-separated (any --model name).")] = "convnet",

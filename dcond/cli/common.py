@@ -24,7 +24,9 @@ Data = Annotated[str, typer.Option("--data", help="Dataset: fashion-mnist, mnist
 DataRoot = Annotated[Optional[Path], typer.Option(
     "--data-root", help="Where named datasets live (default: $DCOND_DATA_ROOT or ~/.cache/dcond/datasets).")]
 Download = Annotated[bool, typer.Option("--download", help="Download a named dataset with torchvision if missing.")]
-ImageSize = Annotated[int, typer.Option("--image-size", help="Side in pixels that ImageFolder images are resized to.")]
+ImageSize = Annotated[Optional[int], typer.Option(
+    "--image-size", help="Side in pixels that ImageFolder images are centre-cropped and resized to (default: the "
+                         "images' own, when they share one square size).")]
 Subset = Annotated[Optional[int], typer.Option("--subset", help="A class-balanced subset of N images (quick runs).")]
 Out = Annotated[Optional[Path], typer.Option("--out", help="Output artifact folder (default: a new one in ./runs).")]
 Force = Annotated[bool, typer.Option("--force", help="Replace an existing output artifact.")]
@@ -46,7 +48,7 @@ InputArtifact = Annotated[Optional[str], typer.Argument(help="Input artifact fol
                                                              "from stdin.", show_default=False)]
 
 
-def data_options(data: str, data_root: Optional[Path], download: bool, image_size: int,
+def data_options(data: str, data_root: Optional[Path], download: bool, image_size: Optional[int],
                  subset: Optional[int], holdout: float = DEFAULT_HOLDOUT) -> DataOptions:
     return DataOptions(data=data, root=data_root, download=download, image_size=image_size, subset=subset,
                        holdout=holdout)

@@ -25,7 +25,7 @@ RelabelEpochs = Annotated[int, typer.Option("--relabel-epochs", help="Also write
 def select_cmd(
     teacher_artifact: InputArtifact = None,
     data: RealData = "",
-    data_root: DataRoot = None, download: Download = False, image_size: ImageSize = 32, subset: Subset = None,
+    data_root: DataRoot = None, download: Download = False, image_size: ImageSize = None, subset: Subset = None,
     method: Annotated[str, typer.Option(help=f"{', '.join(SELECTORS.names())}.")] = C.method,
     ipc: Ipc = C.ipc,
     recipe: Annotated[str, typer.Option(help=f"Whose settings fill in what no flag sets (rded): the authors' "

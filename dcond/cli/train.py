@@ -18,7 +18,7 @@ T, S = TeacherConfig, StudentConfig
 
 def train_teacher_cmd(
     data: Data = "fashion-mnist", data_root: DataRoot = None, download: Download = False,
-    image_size: ImageSize = 32, subset: Subset = None,
+    image_size: ImageSize = None, subset: Subset = None,
     holdout: Annotated[float, typer.Option(help="Share of each class of an ImageFolder without test/ or val/ "
                                                 "held out to measure on (0: none, and then nothing to measure "
                                                 "on; later stages keep the teacher's).")] = DEFAULT_HOLDOUT,

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 _STATS_SAMPLE = 512  # images decoded to estimate mean and std
+_SIZE_SAMPLE = 2048  # image headers read (besides each class's first) to find the images' own size
 HOLDOUT_SEED = 0
 
 
@@ -42,14 +43,16 @@ class ImageFolder:
     trained on. The spec records the share and a digest of the held-out file names, so every later stage
     holds out the same files (and notices when the folder changed)."""
 
-    def __init__(self, root: Path, image_size: int, holdout: float, recorded: DatasetSpec | None = None):
-        """`recorded`: the spec of an artifact made from this folder; its channels and normalisation are taken
+    def __init__(self, root: Path, image_size: int | None, holdout: float, recorded: DatasetSpec | None = None):
+        """`image_size`: the side images are resized to; None: their own (`native_size`).
+        `recorded`: the spec of an artifact made from this folder; its channels and normalisation are taken
         instead of decoding a sample of images to estimate them again (a later stage's start stays short)."""
-        self.root, self.image_size = root.resolve(), image_size
+        self.root = root.resolve()
         train_dir = self.root / "train" if (self.root / "train").is_dir() else self.root
         self.eval_dir = next((self.root / d for d in ("test", "val") if (self.root / d).is_dir()), None) \
             if train_dir != self.root else None
         classes, paths, labels = _scan(train_dir)
+        self.image_size = image_size = image_size or native_size(paths, labels)
         held = set() if self.eval_dir else _held_out(labels, len(classes), holdout)
         self.eval_split = self.eval_dir.name if self.eval_dir else "holdout" if held else None
         self.train = [(p, c) for i, (p, c) in enumerate(zip(paths, labels)) if i not in held]
@@ -63,7 +66,8 @@ class ImageFolder:
             names = "\n".join(p.relative_to(train_dir).as_posix() for p, _ in self.held)
             source["holdout"] = {"fraction": holdout, "seed": HOLDOUT_SEED, "count": len(self.held),
                                  "sha256": hashlib.sha256(names.encode()).hexdigest()}
-        self.spec = DatasetSpec(self.root.name, tuple(classes), channels, image_size, mean, std, source)
+        name = self.root.parent.name if self.root.name == "train" else self.root.name  # `--data imagenet/train`
+        self.spec = DatasetSpec(name, tuple(classes), channels, image_size, mean, std, source)
 
     def _normalisation(self, classes: list[str], paths: list[Path], labels: list[int],
                        image_size: int) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
@@ -106,6 +110,24 @@ def _held_out(labels: list[int], num_classes: int, fraction: float) -> set[int]:
         order = torch.randperm(len(members), generator=torch.Generator().manual_seed(HOLDOUT_SEED + c))
         held |= set(members[order[:n]].tolist())
     return held
+
+
+def native_size(paths: list[Path], labels: list[int]) -> int:
+    """The side of the images when they are square and share one size: judged on each class's first image and
+    an even sample of the rest (headers only); otherwise an error that asks for --image-size."""
+    firsts = [paths[labels.index(c)] for c in sorted(set(labels))]
+    sizes = {}
+    for path in firsts + paths[:: max(1, len(paths) // _SIZE_SAMPLE)]:
+        try:
+            with Image.open(path) as img:
+                sizes.setdefault(img.size, path)
+        except OSError as e:
+            raise DcondError(f"cannot read image {path}: {e}") from None
+        if len(sizes) > 1 or img.size[0] != img.size[1]:
+            found = ", ".join(f"{w}×{h} ({p.name})" for (w, h), p in sizes.items())
+            raise DcondError(f"the images are not all of one square size ({found}): pass --image-size N to "
+                             "centre-crop and resize them to N × N")
+    return next(iter(sizes))[0]
 
 
 def _files(items: list[tuple[Path, int]], channels: int, size: int) -> FileImages:

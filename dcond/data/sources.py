@@ -18,7 +18,7 @@ class DataOptions:
     data: str = "fashion-mnist"
     root: Path | None = None  # where named datasets live; default $DCOND_DATA_ROOT or ~/.cache/dcond/datasets
     download: bool = False
-    image_size: int = 32  # ImageFolder images are centre-cropped and resized to this
+    image_size: int | None = None  # ImageFolder images are centre-cropped and resized to this; None: their own
     subset: int | None = None  # a class-balanced subset of this many images, for quick runs
     holdout: float = DEFAULT_HOLDOUT  # share of each class held out to evaluate on when there is no test split
 
@@ -27,7 +27,7 @@ class DataOptions:
             raise DcondError("--subset must be a positive number of images")
         if not 0 <= self.holdout < 1:
             raise DcondError("--holdout must lie in [0, 1)")
-        if self.image_size < 8:
+        if self.image_size is not None and self.image_size < 8:
             raise DcondError("--image-size must be at least 8")
 
     @property
