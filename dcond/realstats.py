@@ -105,12 +105,14 @@ def real_statistics(model: nn.Module, dataset: ImageDataset, spec: DatasetSpec, 
             labels = labels.to(device)
             model(to_input(augment(images).to(device), spec))
             counts.index_add_(0, labels, torch.ones(len(labels), dtype=torch.float64, device=device))
+            # per image in float32 (a float64 copy of a batch's feature maps takes GBs at 64 px and more), summed
+            # over images and batches in float64
             for (name, module), x in zip(named, inputs):
-                x = x.double()
                 tiles = _patches(x, p) if is_conv(module) else None  # cut once, for both sums
                 for key, value in zip(KEYS, image_stats(x, tiles)):
-                    total = class_sums.setdefault(f"{name}.class_{key}", x.new_zeros(k, value.shape[1]))
-                    total.index_add_(0, labels, value)
+                    total = class_sums.setdefault(f"{name}.class_{key}",
+                                                  torch.zeros(k, value.shape[1], dtype=torch.float64, device=device))
+                    total.index_add_(0, labels, value.double())
                 if tiles is not None:
                     _pool(pooled, name, x, tiles)
             task.advance(len(labels))
@@ -124,6 +126,6 @@ def real_statistics(model: nn.Module, dataset: ImageDataset, spec: DatasetSpec, 
 def _pool(pooled: dict[str, list], name: str, x: torch.Tensor, tiles: torch.Tensor) -> None:
     """Add a batch (and its patches) to the running sums from which a Conv2d input's whole-set statistics are
     computed."""
-    part = [x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), x.shape[0] * x.shape[2] * x.shape[3],
-            tiles.sum((0, 2)), (tiles * tiles).sum((0, 2)), tiles.shape[0] * tiles.shape[2]]
+    part = [x.sum((2, 3)).double().sum(0), x.square().sum((2, 3)).double().sum(0), x.shape[0] * x.shape[2] * x.shape[3],
+            tiles.sum(2).double().sum(0), tiles.square().sum(2).double().sum(0), tiles.shape[0] * tiles.shape[2]]
     pooled[name] = part if name not in pooled else [a + b for a, b in zip(pooled[name], part)]
