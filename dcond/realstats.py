@@ -22,6 +22,8 @@ from dcond.data import DatasetSpec, ImageDataset, batches, to_input
 from dcond.log import progress
 
 STATS_FILE = "stats.safetensors"
+BATCH_BYTES = 256 * 2**20  # the layer inputs one batch holds at once (a batch of 500 at 224 px would take GBs)
+MAX_BATCH = 500
 Stats = list[torch.Tensor]  # channel mean, channel variance[, patch mean, patch variance]
 
 
@@ -88,13 +90,14 @@ KEYS = ("mean", "var", "patch_mean", "patch_var")
 
 @torch.no_grad()
 def real_statistics(model: nn.Module, dataset: ImageDataset, spec: DatasetSpec, device: torch.device,
-                    augment: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
-                    batch_size: int = 500) -> dict[str, torch.Tensor]:
+                    augment: Callable[[torch.Tensor], torch.Tensor] = lambda x: x) -> dict[str, torch.Tensor]:
     """One pass over `dataset` (uint8 images through `augment`, as the teacher saw them in training):
     "<layer>.class_<stat>" (classes × …) at every BN and Conv2d input, "<layer>.<stat>" (the whole set) at
-    every Conv2d input, for <stat> in mean, var (and at Conv2d inputs patch_mean, patch_var); "count"."""
+    every Conv2d input, for <stat> in mean, var (and at Conv2d inputs patch_mean, patch_var); "count".
+    Batches are as large as fit BATCH_BYTES of layer inputs, so memory does not depend on the image size."""
     model.eval()
     named = stat_layers(model)
+    batch_size = _batch_size(model, [m for _, m in named], dataset, spec, device)
     p, k = patch_size(spec.image_size), spec.num_classes
     class_sums: dict[str, torch.Tensor] = {}
     pooled: dict[str, list[torch.Tensor]] = {}  # Conv2d inputs: Σx, Σx² per channel, then per patch location
@@ -121,6 +124,15 @@ def real_statistics(model: nn.Module, dataset: ImageDataset, spec: DatasetSpec, 
         stats |= {f"{name}.mean": s1 / n, f"{name}.var": (s2 / n - (s1 / n) ** 2).clamp_min(0),
                   f"{name}.patch_mean": t1 / m, f"{name}.patch_var": (t2 / m - (t1 / m) ** 2).clamp_min(0)}
     return {key: v.float().cpu() for key, v in stats.items()} | {"count": counts.float().cpu()}
+
+
+def _batch_size(model: nn.Module, modules: list[nn.Module], dataset: ImageDataset, spec: DatasetSpec,
+                device: torch.device) -> int:
+    """How many images' layer inputs (counted twice: patches are a copy) fit in BATCH_BYTES."""
+    with layer_inputs(modules) as inputs:
+        model(to_input(dataset.__getitems__([0])[0].to(device), spec))
+        per_image = 2 * sum(x.numel() * x.element_size() for x in inputs)
+    return max(1, min(MAX_BATCH, BATCH_BYTES // per_image))
 
 
 def _pool(pooled: dict[str, list], name: str, x: torch.Tensor, tiles: torch.Tensor) -> None:

@@ -8,19 +8,23 @@ from dcond.artifact import open_artifact
 from dcond.data import DataOptions, load_all, load_split, to_input
 from dcond.data.sources import load_for_teacher
 from dcond.models import ModelSpec, create_model
-from dcond.realstats import real_statistics
+from dcond.realstats import real_statistics, stat_layers
 from dcond.stages.teacher import TeacherConfig, train_teacher
 
 TINY = {"width": 8, "depth": 2}
 
 
-def test_statistics_of_real_data_match_a_direct_computation(tiny_folder):
+def test_statistics_of_real_data_match_a_direct_computation(tiny_folder, monkeypatch):
     """Per class, the mean over its images of each image's own statistics (so the variance is the mean of
     per-image spatial variances); at Conv2d inputs also 4×4-patch statistics and whole-set statistics."""
+    import dcond.realstats
+
     spec, files = load_split(DataOptions(str(tiny_folder), image_size=12), "train")
     data = load_all(files)
     model = create_model(ModelSpec("convnet", 1, 3, 12, TINY)).eval()
-    stats = real_statistics(model, data, spec, torch.device("cpu"), batch_size=5)
+    monkeypatch.setattr(dcond.realstats, "BATCH_BYTES", 40_000)  # batches of 2 images at this size: many batches
+    assert dcond.realstats._batch_size(model, [m for _, m in stat_layers(model)], data, spec, "cpu") == 2
+    stats = real_statistics(model, data, spec, torch.device("cpu"))
     with torch.no_grad():
         pixels = to_input(data.images, spec).double()
         first_conv = model[0](pixels.float()).double()
