@@ -1,0 +1,44 @@
+"""Every method's condensed set judged across architectures (issue #16, part 5): `dcond evaluate` of the IPC-10
+labels of each method (seed 0 of benchmarks/methods.py, which must have run) with students of four
+architectures × several seeds, against random real images under the same protocol, with DD-Ranking's scores.
+
+Usage: python benchmarks/architectures.py [--epochs 300] [--seeds 3] [--models convnet,tv:resnet18,...]
+       [--methods "select random" ...] [--device auto]
+"""
+
+import argparse
+import json
+
+from common import dcond, machine
+from methods import ROOT, SOURCES, tag_of
+
+MODELS = "convnet,tv:resnet18,tv:mobilenet_v2,timm:efficientnet_b0"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--models", default=MODELS)
+    parser.add_argument("--methods", nargs="*", default=list(SOURCES))
+    parser.add_argument("--ipc", type=int, default=10)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    rows = []
+    for name in args.methods:
+        labels = ROOT / f"{tag_of(name, args.ipc, 0)}-labels"
+        out, _ = dcond("evaluate", labels, "--models", args.models, "--seeds", args.seeds, "--epochs", args.epochs,
+                       "--baseline", "random", "--device", args.device, "--json")
+        for model, r in json.loads(out)["students"].items():
+            rows.append((name, model, r))
+    print(f"Fashion-MNIST IPC {args.ipc}, {args.seeds} seeds, {args.epochs} student epochs, {machine()}\n")
+    print("| set | model | top-1 mean ± std | random | IOR | HLR | LRS | ARS |\n|---|---|---|---|---|---|---|---|")
+    for name, model, r in rows:
+        s, rnd = r["scores"], r["baseline"]["random"]
+        hlr, lrs = ("—", "—") if s["hlr"] is None else (f"{s['hlr']:.2%}", f"{s['lrs']:.4f}")
+        print(f"| {name} | {model} | {r['top1_mean']:.2%} ± {r['top1_std']:.2%} | {rnd['top1_mean']:.2%} ± "
+              f"{rnd['top1_std']:.2%} | {s['ior']:+.2%} | {hlr} | {lrs} | {s['ars']:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
