@@ -1,10 +1,11 @@
 """Peak memory and time per image of the bank stages as the condensed set and the bank grow (issue #20).
 
 Makes a generated ImageFolder of 64-px JPEGs with 1,000 classes (10 per class; 1 test image per class), imports
-an untrained ConvNet as the teacher (`train-teacher --epochs 0 --weights`), then, as subprocesses, for each IPC
-in --ipc: `select --method random`, `relabel --epochs E`, `train-student --epochs 1 --no-eval`; and for each
-bank length in --bank-epochs (at the smallest IPC): `relabel` and `compress-labels` with each method. Peak RSS
-is the child's own (wait4's ru_maxrss); time is its wall time over the images (or views) it handled.
+an untrained ConvNet of width 16 as the teacher (`train-teacher --epochs 0 --weights`; small, so that the CPU's
+time goes to what grows with the work), then, as subprocesses, for each IPC in --ipc: `select --method random`,
+`relabel --epochs E`, `train-student --epochs 1 --no-eval`; and for each bank length in --bank-epochs (at the
+smallest IPC): `relabel` and `compress-labels` with each method. Peak RSS is the child's own (wait4's
+ru_maxrss); time is its wall time over the images (or views) it handled.
 
 Usage: python benchmarks/memory.py [--classes 1000] [--size 64] [--ipc 2 10] [--epochs 2] [--bank-epochs 2 10]
        [--work DIR]
@@ -24,6 +25,7 @@ from common import DCOND, machine
 from dcond.models import ModelSpec, create_model, state_tensors
 from stage_costs import make_folder
 
+MODEL = ["--model", "convnet", "--model-opt", "width=16"]
 COMPRESSIONS = {"prune 10%": ["prune"], "top-10 int8": ["topk+quantize", "--k", 10],
                 "rank-2": ["lowrank", "--rank", 2]}
 
@@ -53,9 +55,9 @@ def main() -> None:
     if not folder.exists():
         make_folder(folder, args.classes, args.size, per_class=max(args.ipc), test_per_class=1, suffix=".JPEG")
     weights, teacher = work / "convnet.safetensors", work / "teacher"
-    save_file(state_tensors(create_model(ModelSpec("convnet", 3, args.classes, args.size))), weights)
+    save_file(state_tensors(create_model(ModelSpec("convnet", 3, args.classes, args.size, {"width": 16}))), weights)
     cpu = ["--device", "cpu", "--force"]
-    measured("train-teacher", "--data", folder, "--image-size", args.size, "--model", "convnet", "--epochs", 0,
+    measured("train-teacher", "--data", folder, "--image-size", args.size, *MODEL, "--epochs", 0,
              "--weights", weights, *cpu, "--out", teacher)
     rows = []
     for ipc in args.ipc:
@@ -65,7 +67,7 @@ def main() -> None:
                 ("select random", ["select", teacher, "--method", "random", "--ipc", ipc, "--out", images], n),
                 (f"relabel --epochs {args.epochs}", ["relabel", images, "--teacher", teacher, "--epochs", args.epochs,
                                                      "--out", labels], n * args.epochs),
-                ("train-student --epochs 1", ["train-student", labels, "--model", "convnet", "--epochs", 1,
+                ("train-student --epochs 1", ["train-student", labels, *MODEL, "--epochs", 1,
                                               "--no-eval", "--out", work / f"student{ipc}"], n)):
             seconds, rss = measured(*command, *cpu)
             rows.append((stage, f"IPC {ipc} ({n:,} images)", rss, seconds / count * 1000))
@@ -80,7 +82,7 @@ def main() -> None:
             views = epochs * ipc * args.classes
             rows.append((f"compress-labels {name}", f"{epochs} epochs ({views:,} views)", rss, seconds / views * 1000))
             print(rows[-1], flush=True)
-    print(f"\n{args.classes} classes, {args.size}-px JPEGs, convnet; {machine()}\n")
+    print(f"\n{args.classes} classes, {args.size}-px JPEGs, convnet width 16; {machine()}\n")
     print("| stage | work | peak RSS (MB) | ms per image or view |\n|---|---|---|---|")
     for stage, work_done, rss, ms in rows:
         print(f"| {stage} | {work_done} | {rss:,.0f} | {ms:.3f} |")
