@@ -623,6 +623,18 @@ def render_card(manifest: dict[str, Any], metrics: dict[str, Any]) -> str:
                   if isinstance(value, float)]
         lines.append("")
     lines += ["## How to use", "", "```", *card.get("usage", []), "dcond inspect <this folder>",
-              "dcond verify <this folder>", "```", "", "## Files", "", "| file | bytes |", "|---|---|"]
-    lines += [f"| `{n}` | {e['size']} |" for n, e in manifest["files"].items() if n != CARD]
+              "dcond verify <this folder>", "```", "", "## Files", "", "| files | count | bytes |", "|---|---|---|"]
+    lines += [f"| `{name}` | {count:,} | {size:,} |" for name, (count, size) in _file_groups(manifest["files"]).items()]
     return "\n".join(lines) + "\n"
+
+
+def _file_groups(files: dict[str, dict[str, Any]]) -> dict[str, tuple[int, int]]:
+    """Files at the top level by name, the rest by their top folder: (count, bytes). A card stays short for
+    any number of images or bank epochs; `dcond inspect` and the manifest list every file."""
+    groups: dict[str, tuple[int, int]] = {}
+    for name, entry in files.items():
+        if name != CARD:
+            key = name.split("/", 1)[0] + "/" if "/" in name else name
+            count, size = groups.get(key, (0, 0))
+            groups[key] = (count + 1, size + entry["size"])
+    return groups

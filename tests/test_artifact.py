@@ -36,6 +36,16 @@ def test_round_trip(tmp_path):
     assert verify(path).intact
 
 
+def test_the_card_sums_up_each_folder_in_one_line(tmp_path):
+    with ArtifactWriter(tmp_path / "art", "images", SPEC, stage="test", config={}) as w:
+        for i in range(50):
+            w.save_tensors(f"bank/epoch_{i:05d}.safetensors", {"x": torch.zeros(4)})
+        w.write_json("info.json", {"a": 1})
+    card = (w.out / "README.md").read_text()
+    size = sum((w.out / f).stat().st_size for f in open_artifact(w.out).files if f.startswith("bank/"))
+    assert f"| `bank/` | 50 | {size:,} |" in card and "| `info.json` | 1 |" in card and "epoch_00001" not in card
+
+
 def test_same_content_written_twice_is_the_same_content(tmp_path):
     assert content(write(tmp_path / "a")) == content(write(tmp_path / "b"))
 
