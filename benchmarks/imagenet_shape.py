@@ -5,7 +5,7 @@ It shows that every stage runs at that shape, and what each costs in time and pe
 teacher (train-teacher, 1 epoch) -> select --method rded -> relabel -> compress-labels prune+topk+quantize
 -> train-student.
 
-Usage: python benchmarks/imagenet_shape.py [--classes 1000] [--size 224] [--per-class 2] [--work DIR]
+Usage: python benchmarks/imagenet_shape.py [--classes 1000] [--size 224] [--per-class 4] [--work DIR]
 """
 
 import argparse
@@ -33,7 +33,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--per-class", type=int, default=2)
+    parser.add_argument("--per-class", type=int, default=4, help="training images per class (RDED at factor 2 "
+                                                                     "takes one crop from each of 4 images)")
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="dcond-imagenet-shape-"))
