@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -119,6 +120,25 @@ def test_usage_errors_are_one_line_with_exit_code_2(cli, args, words):
     r = cli("train-teacher", *args)
     line = one_error_line(r)
     assert r.code == 2 and words in line and "DCOND_DEBUG" not in line and "train-teacher --help" in line
+
+
+def test_relabel_needs_a_teacher_in_one_line(cli, images_artifact):
+    line = one_error_line(cli("relabel", images_artifact))
+    assert "Missing option '--teacher'" in line
+
+
+@pytest.mark.parametrize("command", ["train-teacher", "synthesize", "select", "relabel", "compress-labels",
+                                     "train-student", "evaluate"])
+def test_help_shows_values_as_written_not_python_types(cli, monkeypatch, command):
+    monkeypatch.setenv("COLUMNS", "200")
+    r = cli(command, "--help")
+    assert r.code == 0
+    options = {line.lstrip("│ *").split()[0]: line for line in r.stdout.splitlines()
+               if line.lstrip("│ *").startswith("--")}
+    assert options and not [line for line in options.values() if re.search(r"<[a-z]|list\[|float,", line)]
+    assert options["--help"].split()[2] == "Show" and options["--json"].split()[2] == "Print"  # flags: no value
+    if command == "relabel":
+        assert options["--teacher"].lstrip("│ ").startswith("*") and "PATH (repeatable)" in options["--teacher"]
 
 
 def test_empty_stdin(cli):

@@ -4,6 +4,7 @@ import os
 import sys
 
 import typer
+from typer.core import TyperCommand
 
 from dcond import __version__
 from dcond.cli.artifacts import evaluate_cmd, inspect_cmd, verify_cmd
@@ -14,20 +15,39 @@ from dcond.cli.train import train_student_cmd, train_teacher_cmd
 from dcond.errors import DcondError
 from dcond.log import prefix as log_prefix
 
+
+class _Command(TyperCommand):
+    """Help that reads like a command line: flags without a value type, values by kind, repeatable options
+    marked (Typer would print Python types: `--force <bool>`, `--teacher <list[Path]>`, `--crop-scale
+    <float,float>...`)."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if param.param_type_name == "option" and param.metavar is None:
+                param.metavar = "" if param.is_flag else _kind(param.display_type(ctx), param.multiple)
+        return params
+
+
+_KINDS = {"int": "N", "int range": "N", "float": "X", "str": "TEXT", "path": "PATH", "Path": "PATH"}
+
+
+def _kind(typer_type: str, repeatable: bool) -> str:
+    """'<list[Path]>' -> 'PATH (repeatable)', '<float,float>' -> 'X X', '<int>' -> 'N'."""
+    inner = typer_type.strip("<>")
+    inner = inner.removeprefix("list[").removesuffix("]") if inner.startswith("list[") else inner
+    kind = " ".join(_KINDS.get(part, part.upper()) for part in inner.split(","))
+    return f"{kind} (repeatable)" if repeatable else kind
+
+
 app = typer.Typer(name="dcond", help="Dataset condensation as a chain of stages over artifact folders.",
                   add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
-app.command("train-teacher")(train_teacher_cmd)
-app.command("synthesize")(synthesize_cmd)
-app.command("select")(select_cmd)
-app.command("sample")(sample_cmd)
-app.command("relabel")(relabel_cmd)
-app.command("compress-labels")(compress_labels_cmd)
-app.command("import-labels")(import_labels_cmd)
-app.command("train-student")(train_student_cmd)
-app.command("evaluate")(evaluate_cmd)
-app.command("inspect")(inspect_cmd)
-app.command("verify")(verify_cmd)
-app.command("run")(run_cmd)
+for name, command in (("train-teacher", train_teacher_cmd), ("synthesize", synthesize_cmd), ("select", select_cmd),
+                      ("sample", sample_cmd), ("relabel", relabel_cmd), ("compress-labels", compress_labels_cmd),
+                      ("import-labels", import_labels_cmd), ("train-student", train_student_cmd),
+                      ("evaluate", evaluate_cmd), ("inspect", inspect_cmd), ("verify", verify_cmd),
+                      ("run", run_cmd)):
+    app.command(name, cls=_Command)(command)
 
 
 def _version(value: bool) -> None:

@@ -35,6 +35,8 @@ Seed = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Random s
 Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 Teachers = Annotated[Optional[list[Path]], typer.Option("--teacher", help="Teacher model artifact; repeat for "
                                                                        "several (their logits are averaged).")]
+RequiredTeachers = Annotated[list[Path], typer.Option("--teacher", help="Teacher model artifact; repeat for several "
+                                                                     "(their logits are averaged).")]
 ModelOpts = Annotated[Optional[list[str]], typer.Option("--model-opt", help="Model option KEY=VALUE, repeatable "
                                                                             "(convnet: width, depth, norm).")]
 ModelName = Annotated[str, typer.Option("--model", help="convnet, resnet18-cifar, timm:NAME or tv:NAME.")]

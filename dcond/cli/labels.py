@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from dcond.cli.common import (CropScale, Device, Flip, Force, InputArtifact, Json, Mix, MixAlpha, MixProb, Out, Seed,
-                              Teachers, emit, input_path, view_config)
+                              RequiredTeachers, emit, input_path, view_config)
 from dcond.compression import METHODS
 from dcond.data.augment import ViewConfig
 from dcond.stages.compress import CompressConfig, compress_labels
@@ -19,7 +19,7 @@ Temperature = Annotated[float, typer.Option(help="Recorded for the student's KL 
 
 
 def relabel_cmd(
-    images: InputArtifact = None, teacher: Teachers = None,
+    images: InputArtifact = None, teacher: RequiredTeachers = ...,
     epochs: Annotated[int, typer.Option(help="Epochs of views to label: the student's epochs.")] = R.epochs,
     batch_size: Annotated[Optional[int], typer.Option(help="Views per batch, which the student replays "
                                                            "(default: a quarter of the images, 10 to 100).")] = None,
@@ -34,7 +34,7 @@ def relabel_cmd(
     cfg = RelabelConfig(epochs=epochs, batch_size=batch_size, temperature=temperature,
                         views=view_config(crop_scale, flip, mix, mix_prob, mix_alpha), dtype=dtype, seed=seed,
                         device=device, amp=amp)
-    emit(relabel(input_path(images), list(teacher or []), cfg, out, force), json)
+    emit(relabel(input_path(images), teacher, cfg, out, force), json)
 
 
 def compress_labels_cmd(
