@@ -77,7 +77,7 @@ def main() -> None:
         labels = work / f"bank{epochs}"
         measured("relabel", work / f"images{ipc}", "--teacher", teacher, "--epochs", epochs, *cpu, "--out", labels)
         for name, method in COMPRESSIONS.items():
-            seconds, rss = measured("compress-labels", labels, "--method", *method, *cpu[2:],
+            seconds, rss = measured("compress-labels", labels, "--method", *method, "--force",
                                     "--out", work / f"bank{epochs}-{method[0]}")
             views = epochs * ipc * args.classes
             rows.append((f"compress-labels {name}", f"{epochs} epochs ({views:,} views)", rss, seconds / views * 1000))

@@ -34,8 +34,7 @@ _KINDS = {"int": "N", "int range": "N", "float": "X", "str": "TEXT", "path": "PA
 
 def _kind(typer_type: str, repeatable: bool) -> str:
     """'<list[Path]>' -> 'PATH (repeatable)', '<float,float>' -> 'X X', '<int>' -> 'N'."""
-    inner = typer_type.strip("<>")
-    inner = inner.removeprefix("list[").removesuffix("]") if inner.startswith("list[") else inner
+    inner = typer_type.strip("<>").removeprefix("list[").removesuffix("]")
     kind = " ".join(_KINDS.get(part, part.upper()) for part in inner.split(","))
     return f"{kind} (repeatable)" if repeatable else kind
 

@@ -33,10 +33,9 @@ Force = Annotated[bool, typer.Option("--force", help="Replace an existing output
 Json = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout instead of the path.")]
 Seed = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Random seed.")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
-Teachers = Annotated[Optional[list[Path]], typer.Option("--teacher", help="Teacher model artifact; repeat for "
-                                                                       "several (their logits are averaged).")]
-RequiredTeachers = Annotated[list[Path], typer.Option("--teacher", help="Teacher model artifact; repeat for several "
-                                                                     "(their logits are averaged).")]
+_TEACHER_HELP = "Teacher model artifact; repeat for several (their logits are averaged)."
+Teachers = Annotated[Optional[list[Path]], typer.Option("--teacher", help=_TEACHER_HELP)]
+RequiredTeachers = Annotated[list[Path], typer.Option("--teacher", help=_TEACHER_HELP)]
 ModelOpts = Annotated[Optional[list[str]], typer.Option("--model-opt", help="Model option KEY=VALUE, repeatable "
                                                                             "(convnet: width, depth, norm).")]
 ModelName = Annotated[str, typer.Option("--model", help="convnet, resnet18-cifar, timm:NAME or tv:NAME.")]

@@ -12,9 +12,8 @@ Bound: with uniform fill the kept classes keep their probabilities, so KL(p ‖ 
 uniform) ≤ m · log(K − k) per view (plus the rounding of the stored values).
 """
 
-from typing import Any
-
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
