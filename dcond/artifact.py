@@ -84,7 +84,19 @@ class Artifact:
 
     @property
     def dataset(self) -> DatasetSpec:
-        return DatasetSpec.from_dict(self.manifest["dataset"])
+        """The dataset spec, with a source path recorded relative to the artifact made absolute again."""
+        spec = DatasetSpec.from_dict(self.manifest["dataset"])
+        if "path" in spec.source:
+            spec.source["path"] = str(self.located(spec.source["path"]))
+        return spec
+
+    def located(self, recorded: str) -> Path:
+        """Where a path the manifest records (relative to the artifact; absolute in artifacts made by older
+        versions) is on this machine."""
+        return (self.path / recorded).resolve()
+
+    def parent_paths(self, role: str) -> list[Path]:
+        return [self.located(p["path"]) for p in self.parents if p["role"] == role]
 
     @property
     def section(self) -> dict[str, Any]:
@@ -288,9 +300,31 @@ def _inside(root: Path, path: Path) -> bool:
     return path.resolve().is_relative_to(root.resolve())
 
 
-def parent_entry(art: Artifact, role: str) -> dict[str, Any]:
-    return {"role": role, "kind": art.kind, "digest": art.digest, "path": str(art.path.resolve()),
+def parent_entry(art: Artifact, role: str, out: Path) -> dict[str, Any]:
+    return {"role": role, "kind": art.kind, "digest": art.digest, "path": portable(str(art.path.resolve()), out),
             "stage": art.producer.get("stage")}
+
+
+def portable(value: Any, out: Path) -> Any:
+    """`value` with every absolute path in it (strings and `--flag=PATH`, in nested lists and dicts) written
+    relative to the artifact folder `out`, so that a manifest names no folder of the machine it was made on and
+    still finds its parents and data after the chain is moved or copied as a whole. A path that shares nothing
+    with `out` but the file-system root keeps only its name: a relative path up to `/` would spell it out."""
+    if isinstance(value, dict):
+        return {k: portable(v, out) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v, out) for v in value]
+    if not isinstance(value, str):
+        return value
+    flag, eq, rest = value.partition("=")
+    if eq and flag.startswith("--"):
+        return f"{flag}={portable(rest, out)}"
+    if not os.path.isabs(value):
+        return value
+    path, base = os.path.abspath(value), os.path.abspath(out)
+    if os.path.commonpath([path, base]) == os.sep:
+        return os.path.basename(path)
+    return Path(os.path.relpath(path, base)).as_posix()
 
 
 def _lineage(parents: list[Artifact]) -> list[dict[str, Any]]:
@@ -404,12 +438,13 @@ class ArtifactWriter:
             stale.unlink()
         if self.metrics:
             self.write_json(METRICS, self.metrics)
-        parents = [parent_entry(a, role) for role, a in self._parents]
+        out = self.out.resolve()
+        parents = [parent_entry(a, role, out) for role, a in self._parents]
         manifest: dict[str, Any] = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "kind": self.kind,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "dataset": self.dataset.to_dict(), self.kind: self.section,
-            "producer": _producer(self.stage, self.config), "parents": parents,
+            "dataset": portable(self.dataset.to_dict(), out), self.kind: self.section,
+            "producer": portable(_producer(self.stage, self.config), out), "parents": parents,
             "lineage": _lineage([a for _, a in self._parents]), "card": self.card,
         }
         manifest["files"] = {n: _entry(self.dir / n) for n in _listed_files(self.dir) if n != CARD}

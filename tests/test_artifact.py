@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from conftest import content
-from dcond.artifact import (ArtifactWriter, content_digest, image_files, open_artifact, save_images, update_metrics,
-                            verify)
+from dcond.artifact import (ArtifactWriter, content_digest, image_files, open_artifact, portable, save_images,
+                            update_metrics, verify)
 from dcond.data.spec import DatasetSpec
 from dcond.errors import DcondError
 
@@ -187,3 +187,12 @@ def test_images_round_trip_exactly(tmp_path):
 def test_written_files_are_readable_by_others(tmp_path):
     path = write(tmp_path / "art")
     assert all(p.stat().st_mode & 0o044 for p in [path, *path.iterdir()])
+
+
+def test_recorded_paths_are_relative_to_the_artifact():
+    out = Path("/data/runs/labels")
+    recorded = portable({"argv": ["dcond", "--teacher", "/data/runs/teacher", "--out=/data/runs/labels"],
+                         "config": {"data": "/data/imagenet/train", "root": "/opt/cache", "seed": 1, "name": "cifar"}},
+                        out)
+    assert recorded == {"argv": ["dcond", "--teacher", "../teacher", "--out=."],
+                        "config": {"data": "../../imagenet/train", "root": "cache", "seed": 1, "name": "cifar"}}

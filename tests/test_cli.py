@@ -159,3 +159,24 @@ def test_real_pipe_between_processes(tiny_folder, tmp_path):
     r = subprocess.run(cmd, shell=True, capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith(f"intact: {tmp_path / 't'} (4 files checked)")
+
+
+def test_a_chain_names_no_folder_of_its_machine_and_runs_on_after_a_move(cli, tiny_teacher, tmp_path):
+    images = cli("select", tiny_teacher, "--method", "random", "--ipc", 2, "--out", tmp_path / "images").stdout.strip()
+    labels = cli("relabel", images, "--teacher", tiny_teacher, "--epochs", 2, "--out", tmp_path / "labels")
+    assert labels.code == 0, labels.stderr
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    for name in ("tiny", "teacher", "images", "labels"):  # the data and the chain, together
+        shutil.move(tmp_path / name, moved / name)
+    for art in ("teacher", "images", "labels"):
+        for card in ("dcond.json", "README.md"):
+            text = (moved / art / card).read_text()
+            assert str(tmp_path) not in text and str(Path.home()) not in text, f"{art}/{card}"
+        assert verify(moved / art).intact
+    # the recorded data (for selection) and teacher (for the full-data accuracy) are found where they went
+    assert cli("select", moved / "teacher", "--method", "random", "--ipc", 1, "--out", moved / "again").code == 0
+    r = cli("evaluate", moved / "labels", "--models", "convnet", "--seeds", 1, "--epochs", 1, "--baseline", "random",
+            "--json")
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout)["students"]["convnet"]["baseline"]["full_data_top1"] is not None

@@ -35,6 +35,12 @@ def _scan(folder: Path) -> tuple[list[str], list[Path], list[int]]:
     return classes, paths, labels
 
 
+def _listing(paths: list[Path], root: Path) -> dict[str, int | str]:
+    """How many files and a digest of their names relative to `root`: which files a folder held, in brief."""
+    names = "\n".join(p.relative_to(root).as_posix() for p in paths)
+    return {"count": len(paths), "sha256": hashlib.sha256(names.encode()).hexdigest()}
+
+
 class ImageFolder:
     """A directory of class folders, or one with train/ and test/ (or val/) folders of class folders.
 
@@ -57,15 +63,16 @@ class ImageFolder:
         self.eval_split = self.eval_dir.name if self.eval_dir else "holdout" if held else None
         self.train = [(p, c) for i, (p, c) in enumerate(zip(paths, labels)) if i not in held]
         self.held = [(paths[i], labels[i]) for i in sorted(held)]
-        source = {"type": "imagefolder", "path": str(self.root)}
+        # the folder is known by its name and a digest of its file names: the manifest holds the path only
+        # relative to the artifact (dcond.artifact.portable)
+        source = {"type": "imagefolder", "path": str(self.root), "files": _listing(paths, train_dir)}
         if recorded is not None and recorded.source.get("path") == source["path"]:
             channels, mean, std = recorded.channels, recorded.mean, recorded.std
         else:
             channels, mean, std = self._normalisation(classes, paths, labels, image_size)
         if held:
-            names = "\n".join(p.relative_to(train_dir).as_posix() for p, _ in self.held)
-            source["holdout"] = {"fraction": holdout, "seed": HOLDOUT_SEED, "count": len(self.held),
-                                 "sha256": hashlib.sha256(names.encode()).hexdigest()}
+            source["holdout"] = {"fraction": holdout, "seed": HOLDOUT_SEED,
+                                 **_listing([p for p, _ in self.held], train_dir)}
         name = self.root.parent.name if self.root.name == "train" else self.root.name  # `--data imagenet/train`
         self.spec = DatasetSpec(name, tuple(classes), channels, image_size, mean, std, source)
 

@@ -183,7 +183,7 @@ def labelled_like(images: Path, art: Artifact, cfg: AssessConfig, out: Path,
     if bank["encoding"] != "dense" or bank.get("views") is None:
         raise DcondError("--baseline random relabels random images as the bank was made: it needs a dense bank "
                          "made by dcond (compress or import the labels after evaluating)")
-    teachers = [Path(p["path"]) for p in art.parents if p["role"] == "teacher"]
+    teachers = art.parent_paths("teacher")
     drawn = replace(ViewConfig.from_dict(bank["views"]), **(views or {}))
     relabel_cfg = RelabelConfig(epochs=bank["epochs"], batch_size=bank["batch_size"],
                                 temperature=bank["temperature"], views=drawn, dtype=bank["dtype"], seed=bank["seed"],
@@ -201,7 +201,7 @@ def images_of(art: Artifact, out: Path) -> Path:
 
 def teacher_accuracy(art: Artifact, split: str) -> float | None:
     """The full-data accuracy: the test top-1 of the (first) teacher the artifact was made with, if recorded."""
-    teacher = next((p for p in art.parents if p["role"] == "teacher"), None)
-    if teacher is None or not (Path(teacher["path"]) / MANIFEST).is_file():
+    teacher = next(iter(art.parent_paths("teacher")), None)
+    if teacher is None or not (teacher / MANIFEST).is_file():
         return None
-    return open_artifact(teacher["path"]).metrics.get(split, {}).get("top1")
+    return open_artifact(teacher).metrics.get(split, {}).get("top1")
