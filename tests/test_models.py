@@ -1,8 +1,10 @@
+from pathlib import Path
+
 import pytest
 import torch
 
 from dcond.errors import DcondError
-from dcond.models import MODELS, ModelSpec, bn_layers, create_model, load_weights, parse_options
+from dcond.models import MODELS, ModelSpec, bn_layers, create_model, load_weights, parse_options, published_weights
 
 SMALL = {"convnet": {"width": 8}, "resnet18-cifar": {}}
 
@@ -81,3 +83,43 @@ def test_mismatched_weights_get_clear_error(tmp_path):
     torch.save(other.state_dict(), tmp_path / "w.pth")
     with pytest.raises(DcondError, match="wrong shape"):
         load_weights(_net(), tmp_path / "w.pth")
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch) -> Path:
+    """An empty Hugging Face hub cache, used offline (huggingface_hub reads both settings when it is imported)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return tmp_path / "hf"
+
+
+def test_pretrained_timm_weights_come_from_the_hub_cache(hf_cache):
+    """What timm downloads to the hub cache is read from there; timm adapts the first layer to one channel and
+    leaves the 1000-class head out for a 4-class one."""
+    import timm
+    from safetensors.torch import save_file
+
+    published = timm.create_model("test_resnet").state_dict()
+    snapshot = hf_cache / "models--timm--test_resnet.r160_in1k" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    save_file(published, snapshot / "model.safetensors")
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+    state = create_model(ModelSpec("timm:test_resnet", 1, 4, 32), pretrained=True).state_dict()
+    assert torch.equal(state["layer1.0.conv1.weight"], published["layer1.0.conv1.weight"])
+    torch.testing.assert_close(state["conv1.0.weight"], published["conv1.0.weight"].sum(1, keepdim=True))
+    assert state["fc.weight"].shape == (4, published["fc.weight"].shape[1])
+    assert published_weights("timm:test_resnet") == "timm/test_resnet.r160_in1k"
+
+
+@pytest.mark.parametrize("name, message", [
+    ("timm:test_resnet", r"not in the Hugging Face hub cache \(.*hf, repo timm/test_resnet.r160_in1k\) and could "
+                         r"not be downloaded"),
+    ("convnet", "dcond's own network"),
+    ("timm:test_vit4", "timm publishes no pretrained weights"),
+])
+def test_pretrained_weights_that_cannot_be_had_get_clear_errors(hf_cache, name, message):
+    with pytest.raises(DcondError, match=message):
+        create_model(ModelSpec(name, 3, 4, 32), pretrained=True)

@@ -1,3 +1,6 @@
+from pathlib import Path
+from urllib.error import URLError
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -7,7 +10,8 @@ from conftest import make_image_folder
 from dcond.artifact import open_artifact
 from dcond.data import DataOptions, load_all, load_split, to_input
 from dcond.data.sources import load_for_teacher
-from dcond.models import ModelSpec, create_model
+from dcond.errors import DcondError
+from dcond.models import ModelSpec, create_model, load_model
 from dcond.realstats import real_statistics, stat_layers
 from dcond.stages.teacher import TeacherConfig, train_teacher
 
@@ -82,6 +86,63 @@ def test_import_outside_weights_with_zero_epochs(tiny_folder, tmp_path):
                         TeacherConfig(model_options=TINY, epochs=0, weights=tmp_path / "w.pth"), tmp_path / "t")
     stored = load_file(out / "model.safetensors")
     assert torch.equal(stored["0.weight"], net.state_dict()["0.weight"])
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"epochs": 0}, "--epochs 0 only makes sense with --weights or --pretrained"),
+    ({"pretrained": True, "weights": Path("w.pth")}, "--weights and --pretrained both give the starting weights"),
+])
+def test_a_teacher_starts_from_one_set_of_weights(options, message):
+    with pytest.raises(DcondError, match=message):
+        TeacherConfig(**options)
+
+
+def _cache_published_resnet18(torch_home: Path) -> dict[str, torch.Tensor]:
+    """Stand-in weights where torch.hub keeps the file torchvision's ResNet-18 weights download to."""
+    import torchvision
+
+    published = torchvision.models.resnet18().state_dict()
+    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
+    (torch_home / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(published, torch_home / "hub" / "checkpoints" / url.rsplit("/", 1)[1])
+    return published
+
+
+def test_pretrained_torchvision_network_becomes_a_teacher_without_training(cli, tiny_folder, tmp_path, monkeypatch):
+    """The ImageNet workflow: `--pretrained --epochs 0` measures the published network and collects its
+    statistics. The body is the published one, the head new for the data's 3 classes, and the artifact holds
+    it all: loading it later needs no hub."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    published = _cache_published_resnet18(tmp_path / "torch")
+    r = cli("train-teacher", "--data", tiny_folder, "--model", "tv:resnet18", "--pretrained", "--epochs", 0,
+            "--out", tmp_path / "t")
+    assert r.code == 0, r.stderr
+    assert "new 3-class head (the published one has 1000 classes)" in r.stderr
+    stored = load_file(tmp_path / "t" / "model.safetensors")  # grayscale data: the network is wrapped
+    assert all(torch.equal(stored[f"net.{k}"], published[k]) for k in published if not k.startswith("fc."))
+    assert stored["net.fc.weight"].shape == (3, 512) and (tmp_path / "t" / "stats.safetensors").is_file()
+    art = open_artifact(tmp_path / "t")
+    assert art.section["pretrained"] == "ResNet18_Weights.IMAGENET1K_V1" and "tiny:test" in art.metrics
+    assert str(tmp_path / "torch") not in (tmp_path / "t" / "dcond.json").read_text()
+    assert "with the published weights ResNet18_Weights.IMAGENET1K_V1, not trained further" in \
+        (tmp_path / "t" / "README.md").read_text()
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "elsewhere"))
+    assert torch.equal(load_model(art).state_dict()["net.conv1.weight"], published["conv1.weight"])
+
+
+def test_pretrained_weights_neither_cached_nor_downloadable_fail_in_one_line(cli, tiny_folder, tmp_path,
+                                                                           monkeypatch):
+    def offline(url, *args, **kwargs):
+        raise URLError("no network")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    r = cli("train-teacher", "--data", tiny_folder, "--model", "tv:resnet18", "--pretrained", "--epochs", 0,
+            "--out", tmp_path / "t")
+    expected = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    assert r.code == 1 and r.stderr.count("\n") == 1 and not (tmp_path / "t").exists()
+    assert f"pretrained weights for tv:resnet18 are not in the torch hub cache ({expected}) and could not be " \
+           "downloaded: <urlopen error no network>" in r.stderr
 
 
 def test_a_folder_without_test_split_is_measured_on_held_out_images_only(tmp_path):

@@ -33,6 +33,10 @@ def train_teacher_cmd(
                                                "augmentation off.")] = T.crop_pad,
     weights: Annotated[Optional[Path], typer.Option(help="Start from an outside checkpoint (.safetensors or "
                                                          ".pth, read with weights_only).")] = None,
+    pretrained: Annotated[bool, typer.Option(help="Start from the weights torchvision or timm publish for the "
+                                                  "tv:/timm: model (from the library's cache, downloaded there "
+                                                  "once); a head for other classes is new. With --epochs 0 the "
+                                                  "teacher is the published network.")] = T.pretrained,
     amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = T.amp,
     workers: Annotated[int, typer.Option(help="Data-loading processes.")] = T.workers,
     seed: Seed = T.seed, device: Device = T.device, out: Out = None, force: Force = False, json: Json = False,
@@ -42,7 +46,8 @@ def train_teacher_cmd(
     cfg = TeacherConfig(model=model, model_options=parse_options(model_opt or []), epochs=epochs,
                         batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
                         schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
-                        crop_pad=crop_pad, seed=seed, device=device, amp=amp, weights=weights, workers=workers)
+                        crop_pad=crop_pad, seed=seed, device=device, amp=amp, weights=weights, pretrained=pretrained,
+                        workers=workers)
     path = train_teacher(data_options(data, data_root, download, image_size, subset, holdout), cfg, out, force)
     emit(path, json)
 

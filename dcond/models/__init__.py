@@ -9,12 +9,13 @@ from dcond.artifact import MANIFEST, Artifact, open_artifact, plain_tensor, read
 from dcond.errors import DcondError
 from dcond.validate import check_weights
 from dcond.models import convnet, resnet  # noqa: F401  (register the built-in models)
+from dcond.models.external import published_weights
 from dcond.models.registry import MODELS, ModelSpec, create_model, parse_options
 
 WEIGHTS_FILE = "model.safetensors"
 
 __all__ = ["MODELS", "ModelSpec", "WEIGHTS_FILE", "bn_layers", "classifier", "create_model", "load_model",
-           "load_teachers", "load_weights", "parse_options", "state_tensors"]
+           "load_teachers", "load_weights", "parse_options", "published_weights", "state_tensors"]
 
 
 def bn_layers(model: nn.Module) -> list[tuple[str, nn.modules.batchnorm._BatchNorm]]:

@@ -48,17 +48,23 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
-def create_model(spec: ModelSpec) -> nn.Module:
+def create_model(spec: ModelSpec, pretrained: bool = False) -> nn.Module:
+    """The network `spec` describes; with `pretrained`, holding the weights torchvision or timm publish for it
+    (a head for other classes new), which the spec alone does not rebuild: store them."""
     from dcond.models import external
 
     if spec.name in MODELS:
+        if pretrained:
+            raise DcondError(f"'{spec.name}' is dcond's own network, without published weights: --pretrained "
+                             "needs tv:NAME (torchvision) or timm:NAME")
         build = MODELS.get(spec.name)
     elif external.is_external(spec.name):
-        build = external.builder(spec.name)
+        build = external.builder(spec.name, pretrained)
     else:
         raise DcondError(f"unknown model '{spec.name}' (known: {', '.join(MODELS.names())}; "
                          "or timm:NAME, a timm model name, or tv:NAME for torchvision)")
     try:
         return build(spec.in_chans, spec.num_classes, spec.image_size, **spec.options)
     except (TypeError, ValueError, RuntimeError, AssertionError) as e:  # how constructors refuse their arguments
-        raise DcondError(f"model '{spec.name}' cannot be built with options {spec.options}: {e}") from None
+        raise DcondError(f"model '{spec.name}' cannot be built with options {spec.options}: "
+                         f"{' '.join(str(e).split())}") from None

@@ -18,7 +18,8 @@ from dcond.engine import (autocast, ddp, evaluate, lr_factor, make_optimizer, on
 from dcond.errors import DcondError
 from dcond.log import info, progress
 from dcond.realstats import STATS_FILE, patch_size, real_statistics, stat_layers
-from dcond.models import WEIGHTS_FILE, ModelSpec, bn_layers, create_model, load_weights, state_tensors
+from dcond.models import (WEIGHTS_FILE, ModelSpec, bn_layers, create_model, load_weights, published_weights,
+                          state_tensors)
 
 HOLDOUT_FILE = "holdout.json"  # the training images held out to evaluate on, when the data has no test split
 CHECKPOINT = "checkpoint.safetensors"
@@ -41,13 +42,17 @@ class TeacherConfig:
     device: str = "auto"
     amp: bool = True  # bf16 autocast on CUDA
     weights: Path | None = None  # start from an outside checkpoint (with --epochs 0: import it as a teacher)
+    pretrained: bool = False  # start from the weights torchvision or timm publish for a tv:/timm: model
     workers: int = 0  # data-loading processes (for ImageFolder data)
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
             raise DcondError("--epochs must be >= 0, --batch-size >= 1 and --lr > 0")
-        if self.epochs == 0 and self.weights is None:
-            raise DcondError("--epochs 0 only makes sense with --weights (importing a trained network)")
+        if self.weights is not None and self.pretrained:
+            raise DcondError("--weights and --pretrained both give the starting weights: pass one of them")
+        if self.epochs == 0 and self.weights is None and not self.pretrained:
+            raise DcondError("--epochs 0 only makes sense with --weights or --pretrained (importing a trained "
+                             "network)")
 
 
 def train_teacher(data: DataOptions, cfg: TeacherConfig, out: Path | None = None, force: bool = False) -> Path:
@@ -57,7 +62,8 @@ def train_teacher(data: DataOptions, cfg: TeacherConfig, out: Path | None = None
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model_spec = ModelSpec(cfg.model, spec.channels, spec.num_classes, spec.image_size, cfg.model_options)
-    model = create_model(model_spec)
+    model = create_model(model_spec, cfg.pretrained)  # downloaded once into the library's cache, then stored here
+    pretrained = published_weights(cfg.model) if cfg.pretrained else None
     if cfg.weights is not None:
         load_weights(model, cfg.weights)
     config = {"data": asdict(data), **asdict(cfg)}
@@ -83,15 +89,25 @@ def train_teacher(data: DataOptions, cfg: TeacherConfig, out: Path | None = None
                      "weights": WEIGHTS_FILE, "stats": STATS_FILE if has_stats else None,
                      "stat_layers": [name for name, _ in stat_layers(model)],
                      "bn_layers": [name for name, _ in bn_layers(model)], "train_images": len(train_set),
-                     "evaluated_on": split, "holdout": HOLDOUT_FILE if split == "holdout" else None}
+                     "evaluated_on": split, "holdout": HOLDOUT_FILE if split == "holdout" else None,
+                     "pretrained": pretrained}
         w.metrics = {f"{spec.name}:{split}": metrics}
         w.card |= {"title": f"Teacher {cfg.model} on {spec.name}",
-                   "summary": f"A `{cfg.model}` network trained on {len(train_set)} real {spec.name} images for "
-                              f"{cfg.epochs} epochs; {split} top-1 {metrics['top1']:.2%}. Holds the statistics of "
+                   "summary": f"A `{cfg.model}` network {_history(cfg, pretrained, len(train_set), spec.name)}; "
+                              f"{split} top-1 {metrics['top1']:.2%}. Holds the statistics of "
                               "the training data at its BatchNorm and Conv2d inputs, per class and overall, for "
                               "statistic-matching synthesis.",
                    "usage": ["dcond evaluate <this folder>"]}
     return w.out
+
+
+def _history(cfg: TeacherConfig, pretrained: str | None, images: int, dataset: str) -> str:
+    """Where the stored weights came from, for the card."""
+    start = [f"with the published weights {pretrained}"] if pretrained else \
+        ["started from an outside checkpoint"] if cfg.weights else []
+    trained = f"trained on {images} real {dataset} images for {cfg.epochs} epochs" if cfg.epochs else \
+        "not trained further"
+    return ", ".join([*start, trained])
 
 
 def _fit(model: torch.nn.Module, train_set, spec, cfg: TeacherConfig, device: torch.device, ckpt: Path) -> None:
