@@ -15,15 +15,14 @@ Usage: .venv/bin/python benchmarks/compress.py [--teacher /work/bench/teacher] [
 
 import argparse
 import json
-import math
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
-
 from common import OUT, dcond, machine, median, metrics, step
+
+from dcond.plot import Point, Reference, accuracy_vs_bytes
 
 ZSTD = ["--zstd-level", "19"]
 FORMS = {  # name: compress-labels flags
@@ -120,46 +119,15 @@ def table(ipc: int, epochs: int, rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], ipc: int, path: Path, size: tuple[int, int] = (900, 560)) -> None:
-    """Student accuracy against bank bytes (log scale), one labelled point per form; dashed: the aim."""
-    w, h, left, right, top, bottom = *size, 80, 30, 50, 60
-    img = Image.new("RGB", size, "white")
-    d, font = ImageDraw.Draw(img), ImageFont.load_default()
-    lo_b, hi_b = math.log10(min(r["bytes"] for r in rows)) - 0.2, math.log10(max(r["bytes"] for r in rows)) + 0.2
-    accs = [r["median"] * 100 for r in rows]
-    lo_a, hi_a = math.floor(min(accs + [accs[0] - 1]) - 1), math.ceil(max(accs) + 1)
-
-    def xy(nbytes: float, acc: float) -> tuple[float, float]:
-        return (left + (math.log10(nbytes) - lo_b) / (hi_b - lo_b) * (w - left - right),
-                h - bottom - (acc - lo_a) / (hi_a - lo_a) * (h - top - bottom))
-
-    for e in range(math.ceil(lo_b), math.floor(hi_b) + 1):
-        x, _ = xy(10**e, lo_a)
-        d.line([(x, top), (x, h - bottom)], fill="#dddddd")
-        d.text((x - 20, h - bottom + 8), f"{10**e / 1e6:g} MB" if e >= 6 else f"{10**e / 1e3:g} KB", fill="black",
-               font=font)
-    for a in range(lo_a, hi_a + 1):
-        _, y = xy(10**lo_b, a)
-        d.line([(left, y), (w - right, y)], fill="#eeeeee")
-        d.text((left - 35, y - 6), f"{a}%", fill="black", font=font)
-    aim_x, _ = xy(rows[0]["bytes"] / AIM, lo_a)
-    _, aim_y = xy(10**lo_b, accs[0] - 1)
-    for i in range(top, h - bottom, 12):
-        d.line([(aim_x, i), (aim_x, i + 6)], fill="#cc6666")
-    for i in range(left, w - right, 12):
-        d.line([(i, aim_y), (i + 6, aim_y)], fill="#cc6666")
-    d.rectangle([left, top, w - right, h - bottom], outline="black")
-    for r, acc in zip(rows, accs):
-        x, y = xy(r["bytes"], acc)
-        d.ellipse([x - 4, y - 4, x + 4, y + 4], fill="#1f77b4" if r["ratio"] > 1 else "#d62728")
-        label = f"{r['form']} ({r['ratio']:.0f}x)"  # the default font lacks ×
-        tx = x + 7 if x < w * 0.7 else x - 7 - d.textlength(label, font=font)  # near the right edge: to the left
-        d.text((tx, y - 6), label, fill="black", font=font)
-    d.text((left, 15), f"Fashion-MNIST IPC {ipc}: student top-1 (median) against soft-label bank size; dashed: "
-                       f"{AIM}x smaller, 1 point below fp16", fill="black", font=font)
-    d.text((w // 2 - 60, h - 25), "bank bytes (log scale)", fill="black", font=font)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
+def plot(rows: list[dict], ipc: int, path: Path) -> None:
+    """Student accuracy against bank bytes, one labelled point per form; dotted: the aim."""
+    points = [Point(r["bytes"], r["median"], "fp16 bank" if r["ratio"] == 1 else "compressed banks", f"IPC {ipc}",
+                    f"{r['form']} ({r['ratio']:.0f}×)") for r in rows]
+    aim = [Reference(f"{AIM}× smaller than fp16", rows[0]["bytes"] / AIM, vertical=True),
+           Reference("1 point below fp16", rows[0]["median"] - 0.01)]
+    accuracy_vs_bytes(path, points, "soft-label bank bytes (log scale)",
+                      f"Fashion-MNIST IPC {ipc}: student top-1 against soft-label bank size", aim,
+                      "student top-1, median over seeds (%)")
 
 
 if __name__ == "__main__":

@@ -1,63 +1,145 @@
-"""Small line plots as PNG, drawn with Pillow (already a dependency through torchvision), for reports."""
+"""Accuracy plots as PNG, for pipeline reports and benchmarks, drawn with matplotlib.
 
+Each plot is its own `Figure` on an Agg canvas: no display, no pyplot state shared between threads. matplotlib
+is imported inside the functions, because the CLI imports this module at start-up and should start fast.
+Accuracies are fractions, as the metrics hold them; the y axis shows them in percent.
+"""
+
+import itertools
 import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageDraw
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
+TOP1 = "top-1 accuracy (%)"
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
-WIDTH, HEIGHT, MARGIN = 640, 420, 60
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+FRONT = "Pareto front (best top-1 for at most these bytes)"
 
 
-def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    if hi == lo:
-        return [lo]
-    step = 10 ** math.floor(math.log10((hi - lo) / count))
-    step *= next(m for m in (1, 2, 5, 10) if (hi - lo) / (step * m) <= count)
-    return [k * step for k in range(math.ceil(lo / step), math.floor(hi / step) + 1)]
+@dataclass(frozen=True)
+class Point:
+    x: float
+    y: float  # an accuracy, as a fraction
+    series: str  # its colour and legend entry: a label source, a compression
+    group: str = ""  # its marker in the bytes plot (a matrix row: an IPC), named in the legend
+    text: str = ""  # written beside the point in the bytes plot
 
 
-def _label(value: float, log: bool) -> str:
-    value = 10 ** value if log else value
-    return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.1e}"
+@dataclass(frozen=True)
+class Reference:
+    """A line across the plot: at y = value (an accuracy, such as the teacher's), or at x = value if vertical."""
+
+    label: str
+    value: float
+    vertical: bool = False
 
 
-def line_plot(path: Path, series: dict[str, list[tuple[float, float]]], x_label: str, y_label: str, title: str,
-              log_x: bool = False) -> None:
-    """One line with markers per series; x on a log10 scale with `log_x`."""
-    points = {name: sorted((math.log10(x) if log_x else x, y) for x, y in pts) for name, pts in series.items() if pts}
-    xs = [x for pts in points.values() for x, _ in pts] or [0.0]
-    ys = [y for pts in points.values() for _, y in pts] or [0.0]
-    x_lo, x_hi = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-    y_pad = (max(ys) - min(ys)) * 0.1 or 0.05
-    y_lo, y_hi = min(ys) - y_pad, max(ys) + y_pad
-    img = Image.new("RGB", (WIDTH, HEIGHT), "white")
-    draw = ImageDraw.Draw(img)
+def pareto_front(points: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats, that is none has at most their x (bytes) and at least their y
+    (accuracy); in increasing x, so in increasing y."""
+    front: list[tuple[float, float]] = []
+    for x, y in sorted(set(points), key=lambda p: (p[0], -p[1])):  # the best y first where x ties
+        if not front or y > front[-1][1]:
+            front.append((x, y))
+    return front
 
-    def at(x: float, y: float) -> tuple[float, float]:
-        return (MARGIN + (x - x_lo) / (x_hi - x_lo) * (WIDTH - 2 * MARGIN),
-                HEIGHT - MARGIN - (y - y_lo) / (y_hi - y_lo) * (HEIGHT - 2 * MARGIN))
 
-    draw.rectangle([MARGIN, MARGIN, WIDTH - MARGIN, HEIGHT - MARGIN], outline="black")
-    for t in _ticks(x_lo, x_hi):
-        px, _ = at(t, y_lo)
-        draw.line([px, HEIGHT - MARGIN, px, HEIGHT - MARGIN + 4], fill="black")
-        draw.text((px - 12, HEIGHT - MARGIN + 6), _label(t, log_x), fill="black")
-    for t in _ticks(y_lo, y_hi):
-        _, py = at(x_lo, t)
-        draw.line([MARGIN - 4, py, MARGIN, py], fill="black")
-        draw.text((8, py - 6), _label(t, False), fill="black")
-    draw.text((WIDTH / 2 - 4 * len(title), 20), title, fill="black")
-    draw.text((WIDTH / 2 - 3 * len(x_label), HEIGHT - 25), x_label, fill="black")
-    draw.text((8, MARGIN - 20), y_label, fill="black")
-    for k, (name, pts) in enumerate(points.items()):
-        colour = COLOURS[k % len(COLOURS)]
-        pixels = [at(x, y) for x, y in pts]
-        if len(pixels) > 1:
-            draw.line(pixels, fill=colour, width=2)
-        for px, py in pixels:
-            draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
-        lx, ly = WIDTH - MARGIN - 150, MARGIN + 8 + 14 * k
-        draw.line([(lx, ly + 6), (lx + 10, ly + 6)], fill=colour, width=2)  # the default font has no dash glyph
-        draw.text((lx + 14, ly), name, fill=colour)
-    img.save(path)
+def accuracy_lines(path: Path, points: Sequence[Point], x_label: str, title: str,
+                   references: Sequence[Reference] = (), y_label: str = TOP1) -> "Figure":
+    """One line per series through its points in x order, a tick at every x present; x on a log scale when it
+    spans a decade or more (IPC 1 to 10, say). Saved to `path`; returned for inspection."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import NullLocator
+
+    fig, ax = _axes()
+    xs = sorted({p.x for p in points})
+    if xs[0] > 0 and xs[-1] >= 10 * xs[0]:
+        ax.set_xscale("log")
+    ax.set_xticks(xs, [f"{x:g}" for x in xs])
+    ax.xaxis.set_minor_locator(NullLocator())  # a log axis would otherwise add unlabelled ticks between them
+    handles = []
+    for colour, name in zip(itertools.cycle(COLOURS), dict.fromkeys(p.series for p in points)):
+        pts = sorted((p for p in points if p.series == name), key=lambda p: p.x)
+        ax.plot([p.x for p in pts], [p.y for p in pts], color=colour, marker="o")
+        handles.append(Line2D([], [], color=colour, marker="o", label=name))
+    return _finish(fig, ax, path, x_label, y_label, title, handles + _draw_references(ax, references))
+
+
+def accuracy_vs_bytes(path: Path, points: Sequence[Point], x_label: str, title: str,
+                      references: Sequence[Reference] = (), y_label: str = TOP1) -> "Figure":
+    """One unjoined point per run on a log x axis of bytes: colour by series, marker by group, and the Pareto
+    front over all points as a step line (the best accuracy any run reached with at most that many bytes).
+    Saved to `path`; returned for inspection."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    fig, ax = _axes()
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # labelled ticks even within one decade
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _bytes(v)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    colours = dict(zip(dict.fromkeys(p.series for p in points), itertools.cycle(COLOURS)))
+    markers = {g: MARKERS[k % len(MARKERS)] for k, g in enumerate(dict.fromkeys(p.group for p in points))}
+    x_max = max(p.x for p in points)
+    lo, hi = math.log10(min(p.x for p in points)), math.log10(x_max)
+    for p in points:
+        ax.plot([p.x], [p.y], color=colours[p.series], marker=markers[p.group], markersize=8, linestyle="none")
+        if p.text:  # in the right third the text goes to the left of its point, to stay inside the axes
+            right = hi > lo and (math.log10(p.x) - lo) / (hi - lo) > 0.66
+            ax.annotate(p.text, (p.x, p.y), xytext=(-7 if right else 7, 4), textcoords="offset points",
+                        ha="right" if right else "left", fontsize=8)
+    front = pareto_front((p.x, p.y) for p in points)
+    ax.step([x for x, _ in front] + [x_max], [y for _, y in front] + [front[-1][1]], where="post",
+            color="grey", linestyle="--", linewidth=1.2, zorder=1)
+    handles = [Patch(color=c, label=s) for s, c in colours.items()]
+    handles += [Line2D([], [], color="black", marker=m, linestyle="none", label=g) for g, m in markers.items() if g]
+    handles.append(Line2D([], [], color="grey", linestyle="--", label=FRONT))
+    return _finish(fig, ax, path, x_label, y_label, title, handles + _draw_references(ax, references))
+
+
+def _axes() -> tuple["Figure", "Axes"]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import PercentFormatter
+
+    fig = Figure(figsize=(8, 4.8), dpi=150)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.grid(True, which="major", color="#dddddd")
+    ax.set_axisbelow(True)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    return fig, ax
+
+
+def _finish(fig: "Figure", ax: "Axes", path: Path, x_label: str, y_label: str, title: str, handles: list) -> "Figure":
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.set_title(title)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight")  # "tight" keeps the legend, which lies outside the axes
+    return fig
+
+
+def _draw_references(ax: "Axes", references: Sequence[Reference]) -> list:
+    """Draw each reference as a dotted line; their legend entries."""
+    from matplotlib.lines import Line2D
+
+    handles = []
+    for colour, ref in zip(itertools.cycle(["black", "#cc6666", "#6666cc", "#66aa66"]), references):
+        (ax.axvline if ref.vertical else ax.axhline)(ref.value, color=colour, linestyle=":", linewidth=1.5)
+        handles.append(Line2D([], [], color=colour, linestyle=":", label=ref.label))
+    return handles
+
+
+def _bytes(value: float) -> str:
+    """10000 -> '10 KB' (decimal units, as the byte counts of the tables)."""
+    k = min(int(math.log10(value)) // 3, 3) if value >= 1 else 0
+    return f"{value / 1000 ** k:g} {['B', 'KB', 'MB', 'GB'][k]}"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from dcond import __version__
-from dcond.plot import line_plot
+from dcond.plot import Point, Reference, accuracy_lines, accuracy_vs_bytes
 
 
 def accuracy_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -19,6 +19,10 @@ def accuracy_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
                         if m.endswith(("top1", "top1_mean")) and "/baseline/" not in m
                         and (s["name"], m) not in columns]
     return columns
+
+
+def column_name(stage: str, metric: str) -> str:
+    return f"{stage} {metric.split('/')[-1]}"
 
 
 def _value(row: dict[str, Any], stage: str, metric: str) -> float | None:
@@ -46,8 +50,7 @@ def _input_bank_bytes(row: dict[str, Any], stage: str) -> int | None:
 def results_table(rows: list[dict[str, Any]]) -> str:
     columns, banks = accuracy_columns(rows), bank_stages(rows)
     matrix = list(rows[0]["matrix"]) if rows else []
-    head = [*matrix, *(f"{stage} {m.split('/')[-1]}" for stage, m in columns), *(f"{b} bytes" for b in banks),
-            "time (s)"]
+    head = [*matrix, *(column_name(*c) for c in columns), *(f"{b} bytes" for b in banks), "time (s)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [str(row["matrix"][k]) for k in matrix]
@@ -80,23 +83,34 @@ def write_report(out: Path, name: str, rows: list[dict[str, Any]], seconds: floa
 
 def _plots(out: Path, rows: list[dict[str, Any]]) -> list[Path]:
     columns = accuracy_columns(rows)
-    if not columns:
-        return []
+    references = _teacher_references(rows, columns)
+    lines = [Reference(column_name(*c), v) for c, v in references.items()]
+    columns = [c for c in columns if c not in references]
     plots = []
-    numeric = [k for k in (rows[0]["matrix"] if rows else {}) if all(isinstance(r["matrix"][k], (int, float))
-                                                                     for r in rows)]
-    if numeric:
-        x = numeric[0]
-        series = {f"{stage} {m.split('/')[-1]}": [(r["matrix"][x], v) for r in rows if (v := _value(r, stage, m))
-                                                  is not None] for stage, m in columns}
+    x = next((k for k in (rows[0]["matrix"] if rows else {})  # the first numeric matrix key, such as ipc
+              if all(isinstance(r["matrix"][k], (int, float)) for r in rows)), None)
+    by_x = [Point(r["matrix"][x], v, column_name(stage, m)) for stage, m in columns for r in rows
+            if (v := _value(r, stage, m)) is not None] if x else []
+    if by_x:
         safe = re.sub(r"[^\w-]", "_", x)
         plots.append(out / f"accuracy-vs-{safe}.png")
-        line_plot(plots[-1], series, x, "top-1", f"accuracy against {x}")
-    by_bank = {f"{stage} {m.split('/')[-1]}": [(b, v) for r in rows if (b := _input_bank_bytes(r, stage))
-                                                 and (v := _value(r, stage, m)) is not None] for stage, m in columns}
-    by_bank = {name: points for name, points in by_bank.items() if points}
+        label = "images per class (IPC)" if x == "ipc" else x
+        accuracy_lines(plots[-1], by_x, label, f"top-1 accuracy against {label}", lines)
+    by_bank = [Point(b, v, column_name(stage, m), group=r["label"]) for stage, m in columns for r in rows
+               if (b := _input_bank_bytes(r, stage)) and (v := _value(r, stage, m)) is not None]
     if by_bank:
         plots.append(out / "accuracy-vs-label-bytes.png")
-        line_plot(plots[-1], by_bank, "soft-label bank bytes (log)", "top-1", "accuracy against label storage",
-                  log_x=True)
+        accuracy_vs_bytes(plots[-1], by_bank, "bytes of the soft-label bank the student read (log scale)",
+                          "top-1 accuracy against label storage, one point per run", lines)
     return plots
+
+
+def _teacher_references(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
+    """The accuracies of teachers that every row shares: drawn as a line across the plots, not as a series."""
+    references = {}
+    for stage, metric in columns:
+        runs = {s["run"] for r in rows for s in r["stages"] if s["name"] == stage}
+        values = {v for r in rows if (v := _value(r, stage, metric)) is not None}
+        if runs == {"train-teacher"} and len(values) == 1:
+            references[(stage, metric)] = values.pop()
+    return references

@@ -6,6 +6,7 @@ import pytest
 
 from dcond.pipeline import check, flat_results
 from dcond.report import results_table, write_report
+from test_plot import drawn_by_matplotlib
 
 PIPELINE = """\
 [pipeline]
@@ -91,6 +92,7 @@ def test_jobs_run_ready_stages_side_by_side_with_the_results_of_one_job(cli, tin
     for three, one in zip(reports[3], reports[1]):  # (keys differ: they hold digests, which seal creation times)
         assert [(s["name"], s["metrics"]) for s in three["stages"]] == \
             [(s["name"], s["metrics"]) for s in one["stages"]]
+    assert drawn_by_matplotlib(tmp_path / "report1" / "accuracy-vs-ipc.png")
 
 
 def test_a_failed_stage_ends_the_run_before_anything_queued_starts(cli, tiny_folder, tmp_path):
@@ -167,7 +169,8 @@ def test_report_pairs_each_student_with_the_bank_it_read(tmp_path):
                         "compressed bytes | time (s) |")
     assert table[3] == "| 10 | 80.00% | 79.00% | 60.00% | 10,000 | 200 | 5 |"
     write_report(tmp_path, "p", rows, 1.0)
-    assert (tmp_path / "accuracy-vs-label-bytes.png").is_file()
+    assert drawn_by_matplotlib(tmp_path / "accuracy-vs-label-bytes.png")
+    assert drawn_by_matplotlib(tmp_path / "accuracy-vs-ipc.png")
     hard_only = [{**row, "stages": [s for s in row["stages"] if s["name"] in ("labels", "student-hard")]}
                  for row in rows]
     write_report(tmp_path / "hard", "p", hard_only, 1.0)  # a bank no student read gives no accuracy-vs-bytes plot
