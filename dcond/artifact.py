@@ -3,7 +3,12 @@
 An artifact is a directory holding `dcond.json` (the manifest), a `README.md` card and the content files.
 The manifest lists every other file with its size and sha256; readers check a file against it before
 trusting it. Writers build the whole folder beside the target and rename it into place.
+
+Reading and checking manifests needs only the standard library, so `inspect` and `verify` answer at once;
+torch, safetensors, zstandard and Pillow are imported by the functions that read or write tensors and images.
 """
+
+from __future__ import annotations
 
 import hashlib
 import json
@@ -17,22 +22,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-
-import torch
-import torch.nn.functional as F
-import zstandard
-from PIL import Image
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as safetensors_bytes
-from safetensors.torch import save_file
+from typing import TYPE_CHECKING, Any
 
 from dcond import __version__
-from dcond.data.spec import DatasetSpec
-from dcond.distributed import world
 from dcond.errors import DcondError
+from dcond.spec import DatasetSpec
 from dcond.validate import Fields
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT, FORMAT_VERSION = "dcond-artifact", 1
 MANIFEST, CARD, METRICS = "dcond.json", "README.md", "metrics.json"
@@ -157,6 +155,9 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def parse_tensors(data: bytes, path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_safetensors
+
     try:
         return load_safetensors(data)
     except (SafetensorError, ValueError) as e:
@@ -165,6 +166,8 @@ def parse_tensors(data: bytes, path: Path) -> dict[str, torch.Tensor]:
 
 def unzstd(data: bytes, size: int, path: Path) -> bytes:
     """One zstandard frame that declares, and expands to, exactly `size` bytes."""
+    import zstandard
+
     try:
         declared = zstandard.frame_content_size(data)
     except zstandard.ZstdError:
@@ -365,6 +368,8 @@ class ArtifactWriter:
                  parents: Iterable[tuple[str, Artifact]] = (), force: bool = False, resume_key: str | None = None):
         if kind not in KINDS:
             raise ValueError(f"unknown artifact kind {kind}")
+        from dcond.distributed import world
+
         self.world = world()
         self.out = self.world.share(Path(out) if out is not None else default_out(stage))
         self.kind, self.dataset, self.stage = kind, dataset, stage
@@ -416,6 +421,10 @@ class ArtifactWriter:
                      zstd_level: int = 0) -> int:
         """Write a safetensors file, zstandard-compressed as a whole with `zstd_level` > 0 (then `name` must end
         in `.zst`). Returns its uncompressed size, which a reader of a compressed file needs."""
+        import zstandard
+        from safetensors.torch import save as safetensors_bytes
+        from safetensors.torch import save_file
+
         tensors = {k: plain_tensor(v) for k, v in tensors.items()}
         if not zstd_level:
             with atomic_path(self.path(name)) as tmp:
@@ -455,6 +464,8 @@ class ArtifactWriter:
 
 
 def _producer(stage: str, config: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
     return {"stage": stage, "argv": ["dcond", *sys.argv[1:]] if Path(sys.argv[0]).name == "dcond" else sys.argv,
             "config": config, "seed": config.get("seed"), "dcond_version": __version__,
             "torch_version": torch.__version__, "python": platform.python_version()}
@@ -546,6 +557,8 @@ def written_images(w: ArtifactWriter, classes: list[int] | None = None,
                    per_class: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The images written into `w` so far, in the order readers of the finished artifact will see them: all of
     them, or the first `per_class` of each of `classes`."""
+    import torch
+
     from dcond.data.images import decode_image
 
     spec, root = w.dataset, w.dir / IMAGES_DIR
@@ -569,6 +582,9 @@ def save_preview(w: ArtifactWriter, per_class: int = 10,
     written to `w`, or `samples` (uint8 images and their labels) when it holds no images (a generator). With
     many classes, 20 spread evenly over them; small images are shown at twice their size, large ones shrunk,
     so the sheet stays a few megapixels for ImageNet as for MNIST."""
+    import torch
+    import torch.nn.functional as F
+
     spec = w.dataset
     rows = torch.linspace(0, spec.num_classes - 1, min(spec.num_classes, PREVIEW_ROWS)).round().long().tolist()
     images, labels = samples if samples is not None else written_images(w, rows, per_class)
@@ -587,6 +603,8 @@ def save_preview(w: ArtifactWriter, per_class: int = 10,
 
 def _save_png(image: torch.Tensor, path: Path) -> None:
     """A uint8 C×H×W image as a PNG file, written atomically."""
+    from PIL import Image
+
     array = image.permute(1, 2, 0).numpy()
     with atomic_path(path) as tmp:
         Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(tmp, format="PNG")

@@ -45,7 +45,8 @@ class Bank(Protocol):
         """The batches of student epoch `e`, in order."""
 
 
-ENCODINGS: Registry[Callable[[Artifact], Bank]] = Registry("label-bank encoding")
+ENCODINGS: Registry[Callable[[Artifact], Bank]] = Registry("label-bank encoding",
+                                                          {"compressed": "dcond.compression.layout"})
 
 
 def has_bank(art: Artifact) -> bool:

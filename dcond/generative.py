@@ -17,7 +17,7 @@ from dcond.engine import autocast
 from dcond.errors import DcondError
 from dcond.models import classifier
 from dcond.realstats import layer_inputs
-from dcond.synthesis import Observer, gap
+from dcond.synthesis.matching import Observer, gap
 from dcond.validate import MAX_CLASSES, MAX_IMAGE_SIZE, Fields, check_weights
 
 WEIGHTS_FILE = "generator.safetensors"
@@ -167,9 +167,6 @@ def class_bn_loss(observer: Observer, bn_inputs: list[torch.Tensor], num_classes
         mu, var = x.mean(dims), x.var(dims, unbiased=False)
         gaps += [gap((mu[c], var[c]), (means[c], variances[c])) for c in range(num_classes)]
     return torch.stack(gaps).sum() / num_classes
-
-
-LOSS_TERMS = ("match", "bn", "intra", "inter", "ce")
 
 
 def generator_losses(observer: Observer, fake: torch.Tensor, real: torch.Tensor, num_classes: int,

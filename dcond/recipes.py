@@ -5,8 +5,8 @@ its recipe. Each method's module lists its recipes with the repository and commi
 
 from typing import Any
 
-from dcond.data.spec import DatasetSpec
 from dcond.errors import DcondError
+from dcond.spec import DatasetSpec
 
 RECIPES = ("cifar10", "cifar100", "tiny-imagenet", "imagenet")
 

@@ -10,11 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dcond.data.augment import ViewConfig
-from dcond.data.spec import DatasetSpec
+from dcond.config import ViewConfig
 from dcond.errors import DcondError
 from dcond.recipes import recipe_for
 from dcond.registry import Registry
+from dcond.spec import DatasetSpec
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,12 @@ message naming `where.field`, never an internal exception, a wrong number or an 
 """
 
 import math
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from dcond.errors import DcondError
+
+if TYPE_CHECKING:  # only named in types: the CLI reads the bounds below without loading torch
+    import torch
 
 # bounds generous enough for ImageNet-21k at high resolution, small enough that nothing they size can exhaust memory
 MAX_CLASSES = 100_000
@@ -91,8 +92,8 @@ class Fields:
             raise self.bad(key, f"does not match {what} ({_shown(expected)})")
 
 
-def tensor(tensors: dict[str, torch.Tensor], key: str, where: str, shape: tuple[int, ...] | None = None,
-           lo: float | None = None, hi: float | None = None, integer: bool = False) -> torch.Tensor:
+def tensor(tensors: dict[str, "torch.Tensor"], key: str, where: str, shape: tuple[int, ...] | None = None,
+           lo: float | None = None, hi: float | None = None, integer: bool = False) -> "torch.Tensor":
     """tensors[key], checked: present, of the given shape, finite, within [lo, hi], integer-typed if asked."""
     if key not in tensors:
         raise DcondError(f"{where} holds no tensor '{key}'")
@@ -103,7 +104,7 @@ def tensor(tensors: dict[str, torch.Tensor], key: str, where: str, shape: tuple[
         raise DcondError(f"{where}: tensor '{key}' is {t.dtype}, expected integers")
     if t.numel() == 0:
         return t
-    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+    if t.is_floating_point() and not bool(t.isfinite().all()):
         raise DcondError(f"{where}: tensor '{key}' holds NaN or infinite values")
     if lo is not None and t.min().item() < lo or hi is not None and t.max().item() > hi:
         raise DcondError(f"{where}: tensor '{key}' holds values outside [{lo}, {hi}] "
@@ -111,7 +112,7 @@ def tensor(tensors: dict[str, torch.Tensor], key: str, where: str, shape: tuple[
     return t
 
 
-def check_weights(state: dict[str, torch.Tensor], where: str) -> None:
+def check_weights(state: dict[str, "torch.Tensor"], where: str) -> None:
     """Network weights: every floating tensor finite (a NaN weight evaluates to chance, silently), and
     BatchNorm's running variances not negative."""
     for key in state:

@@ -8,7 +8,7 @@ import torch
 from conftest import content
 from dcond.artifact import (ArtifactWriter, content_digest, image_files, open_artifact, portable, save_images,
                             update_metrics, verify)
-from dcond.data.spec import DatasetSpec
+from dcond.spec import DatasetSpec
 from dcond.errors import DcondError
 
 SPEC = DatasetSpec("toy", ("a/b", "c", "d"), 1, 8, (0.5,), (0.25,), {"type": "builtin", "name": "toy"})

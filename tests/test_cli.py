@@ -141,6 +141,22 @@ def test_help_shows_values_as_written_not_python_types(cli, monkeypatch, command
         assert options["--teacher"].lstrip("│ ").startswith("*") and "PATH (repeatable)" in options["--teacher"]
 
 
+
+HEAVY = ("torch", "torchvision", "timm", "PIL", "numpy", "safetensors", "matplotlib", "datasets")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["relabel", "--help"], ["synthesize", "--help"],
+                                  ["compress-labels", "--bogus"], ["select", "--method", "nope", "x"],
+                                  ["verify", "ARTIFACT"], ["inspect", "ARTIFACT"]])
+def test_help_argument_errors_inspect_and_verify_load_no_heavy_library(args, shared_teacher_images):
+    """What answers without training anything starts without torch (the seconds of `dcond COMMAND --help`)."""
+    args = [str(shared_teacher_images[0]) if a == "ARTIFACT" else a for a in args]
+    code = ("import sys; from dcond.cli import main; sys.argv = ['dcond', *sys.argv[1:]]\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))")
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip().splitlines()[-1] == "[]", r.stderr
+
 def test_empty_stdin(cli):
     assert "no artifact path on stdin" in one_error_line(cli("evaluate"))
 

@@ -103,7 +103,7 @@ def test_lowrank_error_is_the_singular_value_tail(bank, tmp_path):
 
 @pytest.mark.parametrize("dtype, step", [("int8", 1 / 254), ("float16", 2**-11), ("bfloat16", 2**-8)])
 def test_quantize_error_is_within_half_a_step(dtype, step):
-    from dcond.compression import Work
+    from dcond.compression.work import Work
     from dcond.compression.quantize import compress as quantize
 
     x = torch.randn(50, 7) * torch.logspace(-3, 2, 50)[:, None]

@@ -11,7 +11,7 @@ from dcond.data.images import decode_image
 from dcond.errors import DcondError
 from dcond.generative import load_generator, sample
 from dcond.models import load_model
-from dcond.selection import SelectContext
+from dcond.selection.context import SelectContext
 from dcond.stages.generative import GenerativeConfig, train_generator
 from dcond.stages.sample import SampleConfig, sample_images
 from dcond.stages.student import FreshSamples, StudentConfig, train_student

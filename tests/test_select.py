@@ -7,8 +7,9 @@ from dcond.data import DataOptions, load_all, load_split, to_input
 from dcond.data.images import decode_image
 from dcond.errors import DcondError
 from dcond.models import load_model
-from dcond.data.spec import DatasetSpec
-from dcond.selection import SELECTORS, SelectContext, rded
+from dcond.spec import DatasetSpec
+from dcond.selection import SELECTORS, rded
+from dcond.selection.context import SelectContext
 from dcond.selection.score import coding_rate, lazy_greedy
 from dcond.stages.select import SelectConfig, resolve_options, select
 

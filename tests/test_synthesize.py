@@ -10,10 +10,11 @@ from dcond.engine import place
 from dcond.errors import DcondError
 from dcond.models import load_teachers
 from dcond.stages.select import SelectConfig, select
-from dcond.data.spec import DatasetSpec
+from dcond.spec import DatasetSpec
 from dcond.realstats import batch_stats, is_conv, layer_inputs
 from dcond.stages.synthesize import SynthConfig, resolve_settings, synthesize, unit_shape
-from dcond.synthesis import SYNTHESIZERS, Observer, SynthContext, gap, synthesize_unit
+from dcond.synthesis import SYNTHESIZERS
+from dcond.synthesis.matching import Observer, SynthContext, gap, synthesize_unit
 from dcond.units import plan_units
 
 FAST = dict(ipc=2, iterations=20)

@@ -25,7 +25,10 @@ def labels(shared_teacher_images, tmp_path, capsys) -> Path:
 
 @pytest.fixture
 def teacher_copy(shared_teacher_images, tmp_path) -> Path:
-    return Path(shutil.copytree(shared_teacher_images[0], tmp_path / "teacher"))
+    """A copy of the shared teacher beside a copy of its data (the manifest finds the data relative to it)."""
+    teacher = shared_teacher_images[0]
+    shutil.copytree(teacher.parent / "tiny", tmp_path / "tiny")
+    return Path(shutil.copytree(teacher, tmp_path / "teacher"))
 
 
 def edit_manifest(path: Path, edit, sealed: bool) -> None:

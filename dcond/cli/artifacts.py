@@ -11,10 +11,8 @@ from rich.table import Table
 from dcond.artifact import Artifact, quick_check, read_manifest, verify
 from dcond.cli.common import (Data, DataRoot, Device, Download, ImageSize, InputArtifact, Json, Subset, data_options,
                               emit, input_path)
-from dcond.distributed import world
+from dcond.config import AssessConfig, EvalConfig
 from dcond.errors import DcondError
-from dcond.stages.assess import AssessConfig, assess
-from dcond.stages.evaluate import EvalConfig, evaluate_artifact
 from dcond.student_recipes import STUDENT_RECIPES
 
 
@@ -37,6 +35,10 @@ def evaluate_cmd(artifact: InputArtifact = None, data: Data = "", data_root: Dat
     """A model: top-1, top-5 and per-class accuracy on a test split (by default its own dataset). A condensed
     set (images or labels): students of each of --models trained on it with --seeds seeds, under one protocol;
     per model the mean and std of their last-epoch test top-1, recorded in the artifact with the protocol."""
+    from dcond.distributed import world
+    from dcond.stages.assess import assess
+    from dcond.stages.evaluate import evaluate_artifact
+
     path = input_path(artifact)
     if read_manifest(path).kind in ("images", "labels"):
         cfg = AssessConfig(models=[m.strip() for m in models.split(",")], seeds=seeds, epochs=epochs, recipe=recipe,

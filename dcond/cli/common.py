@@ -11,11 +11,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from dcond.artifact import open_artifact
-from dcond.data import DataOptions
-from dcond.data.sources import DEFAULT_HOLDOUT
-from dcond.data.augment import ViewConfig
-from dcond.distributed import world
+from dcond.config import DEFAULT_HOLDOUT, DataOptions, ViewConfig
 from dcond.errors import DcondError
 from dcond.validate import MAX_SEED
 
@@ -80,6 +76,9 @@ def input_path(arg: Optional[str]) -> Path:
 
 def emit(path: Path, as_json: bool, result: dict[str, Any] | None = None) -> None:
     """Report the artifact a command wrote: its path alone, or a JSON object with --json."""
+    from dcond.artifact import open_artifact
+    from dcond.distributed import world
+
     if not world().is_main:  # under torchrun, one rank reports
         return
     if not as_json:

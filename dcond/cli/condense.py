@@ -7,12 +7,9 @@ import typer
 
 from dcond.cli.common import (DataRoot, Device, Download, Force, ImageSize, InputArtifact, Json, Out, Seed,
                               Subset, Teachers, data_options, emit, input_path)
-from dcond.selection import SELECTORS
-from dcond.stages.generative import GENERATIVE, GenerativeConfig, train_generator
-from dcond.stages.sample import SampleConfig, sample_images
-from dcond.stages.select import SelectConfig, select
-from dcond.stages.synthesize import SynthConfig, synthesize
+from dcond.config import GENERATIVE, GenerativeConfig, SampleConfig, SelectConfig, SynthConfig
 from dcond.recipes import RECIPES
+from dcond.selection import SELECTORS
 from dcond.synthesis import SYNTHESIZERS
 
 C, Y, G = SelectConfig, SynthConfig, GenerativeConfig
@@ -51,6 +48,8 @@ def select_cmd(
                        crop_scale=tuple(crop_scale) if crop_scale else None, score_views=score_views, eps2=eps2,
                        score_weights=tuple(score_weights), teachers=list(teacher or []),
                        relabel_epochs=relabel_epochs, seed=seed, device=device)
+    from dcond.stages.select import select
+
     path = select(input_path(teacher_artifact), data_options(data, data_root, download, image_size, subset), cfg,
                   out, force)
     emit(path, json)
@@ -115,6 +114,8 @@ def synthesize_cmd(
             bn_weight=G.bn_weight if r_bn is None else r_bn, intra_weight=intra_weight, inter_weight=inter_weight,
             ce_weight=ce_weight, checkpoint_every=checkpoint_every, weights_dtype=weights_dtype, seed=seed,
             device=device, amp=amp)
+        from dcond.stages.generative import train_generator
+
         emit(train_generator(input_path(teacher_artifact), data_opts, gen_cfg, out, force), json)
         return
     cfg = SynthConfig(method=method, ipc=ipc, recipe=recipe, iterations=iterations, lr=lr, r_bn=r_bn,
@@ -122,6 +123,8 @@ def synthesize_cmd(
                       jitter=jitter, flip=flip, alpha=alpha, ema_momentum=ema_momentum, per_unit=per_unit,
                       init=init, teachers=list(teacher or []), relabel_epochs=relabel_epochs, seed=seed,
                       device=device, amp=amp)
+    from dcond.stages.synthesize import synthesize
+
     emit(synthesize(input_path(teacher_artifact), data_opts, cfg, out, force), json)
 
 
@@ -134,4 +137,6 @@ def sample_cmd(
     """Draw IPC images per class from a generator artifact (synthesize --method generative) into an images
     artifact; the same seed gives the same images."""
     cfg = SampleConfig(ipc=ipc, seed=seed, device=device)
+    from dcond.stages.sample import sample_images
+
     emit(sample_images(input_path(generator_artifact), cfg, out, force), json)

@@ -8,10 +8,7 @@ import typer
 from dcond.cli.common import (CropScale, Device, Flip, Force, InputArtifact, Json, Mix, MixAlpha, MixProb, Out, Seed,
                               RequiredTeachers, emit, input_path, view_config)
 from dcond.compression import METHODS
-from dcond.data.augment import ViewConfig
-from dcond.stages.compress import CompressConfig, compress_labels
-from dcond.stages.import_labels import ImportConfig, import_labels
-from dcond.stages.relabel import RelabelConfig, relabel
+from dcond.config import CompressConfig, ImportConfig, RelabelConfig, ViewConfig
 from dcond.validate import MAX_SEED
 
 R, V, C, Imp = RelabelConfig, ViewConfig, CompressConfig, ImportConfig
@@ -34,6 +31,8 @@ def relabel_cmd(
     cfg = RelabelConfig(epochs=epochs, batch_size=batch_size, temperature=temperature,
                         views=view_config(crop_scale, flip, mix, mix_prob, mix_alpha), dtype=dtype, seed=seed,
                         device=device, amp=amp)
+    from dcond.stages.relabel import relabel
+
     emit(relabel(input_path(images), teacher, cfg, out, force), json)
 
 
@@ -61,6 +60,8 @@ def compress_labels_cmd(
     """Shrink a soft-label bank (prune, topk, lowrank, quantize, zstd); train-student reads the result directly."""
     cfg = CompressConfig(method=method, keep=keep, pick=pick, k=k, fill=fill, rank=rank, energy=energy, dtype=dtype,
                          zstd_level=zstd_level, seed=seed)
+    from dcond.stages.compress import compress_labels
+
     emit(compress_labels(input_path(labels), cfg, out, force), json)
 
 
@@ -78,4 +79,6 @@ def import_labels_cmd(
 ) -> None:
     """Read a soft-label bank made by the SRe2L / FKD relabel scripts into a dcond labels artifact."""
     cfg = ImportConfig(input_size=input_size, fkd_seed=fkd_seed, temperature=temperature, dtype=dtype, data=data)
+    from dcond.stages.import_labels import import_labels
+
     emit(import_labels(bank, images, cfg, out, force), json)

@@ -7,10 +7,7 @@ import typer
 
 from dcond.cli.common import (Data, DataRoot, Device, Download, Force, ImageSize, InputArtifact, Json, ModelName,
                               ModelOpts, Out, Seed, Subset, Teachers, data_options, emit, input_path)
-from dcond.data.sources import DEFAULT_HOLDOUT
-from dcond.models import parse_options
-from dcond.stages.student import StudentConfig, student_config, train_student
-from dcond.stages.teacher import TeacherConfig, train_teacher
+from dcond.config import DEFAULT_HOLDOUT, StudentConfig, TeacherConfig
 from dcond.student_recipes import STUDENT_RECIPES
 
 T, S = TeacherConfig, StudentConfig
@@ -43,6 +40,9 @@ def train_teacher_cmd(
 ) -> None:
     """Train a teacher network on real data; stores weights, accuracy on the test (or held-out) split and
     per-class BN statistics."""
+    from dcond.models import parse_options
+    from dcond.stages.teacher import train_teacher
+
     cfg = TeacherConfig(model=model, model_options=parse_options(model_opt or []), epochs=epochs,
                         batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
                         schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
@@ -101,6 +101,9 @@ def train_student_cmd(
 ) -> None:
     """Train a student on condensed images: replaying their soft-label bank, with --teacher online, or on hard
     labels; or on fresh samples of a generator every epoch (--fresh-samples)."""
+    from dcond.models import parse_options
+    from dcond.stages.student import student_config, train_student
+
     source = input_path(artifact)
     views = {"crop_scale": tuple(crop_scale) if crop_scale else None, "flip": flip, "mix": mix,
              "mix_prob": mix_prob, "mix_alpha": mix_alpha}

@@ -3,71 +3,42 @@
 A chain runs in three phases, each method in its own: which batches are kept (`prune`), how their labels
 are coded (`topk` or `lowrank`; plain logits otherwise), and how the remaining floats are stored
 (`quantize`; float16 otherwise). METHODS maps a name to its phase and its `compress(work, options)`, which
-changes a `Work` in place and returns what the manifest records about it. A coding also registers a
-decoder in CODINGS, which turns the stored tensors back into logits at train time. A new method is one
-module here plus its import below.
+changes a `Work` (dcond.compression.work) in place and returns what the manifest records about it. A
+coding also registers a decoder in CODINGS, which turns the stored tensors back into logits at train time. A
+new method is one module here plus its name in METHODS below.
 
 The compressed bank's files and its reader are in `layout`.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from dcond.bank import BankBatch
 from dcond.errors import DcondError
 from dcond.registry import Registry
 
+if TYPE_CHECKING:  # only named in types: this module stays light (see dcond.registry)
+    import torch
+
+    from dcond.compression.work import Work
+
 PICK, CODE, STORE = range(3)  # the phases of a chain, in the order they run
-
-
-@dataclass
-class Work:
-    """A bank on its way through a chain, in memory: the kept batches with their views and original logits
-    (float32), and the tensors that will be stored for their labels."""
-
-    info: dict[str, Any]  # the source bank's manifest section
-    ids: list[int]  # the kept batches, as epoch · batches_per_epoch(info) + batch, ascending
-    batches: list[BankBatch]
-    coding: str = "logits"
-    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.tensors = self.tensors or {"logits": self.logits}
-
-    @property
-    def logits(self) -> torch.Tensor:
-        return torch.cat([b.logits for b in self.batches])
-
-    @property
-    def order(self) -> torch.Tensor:
-        """The image each kept view shows."""
-        return torch.cat([b.views.order for b in self.batches])
-
-    def keep(self, positions: list[int]) -> None:
-        """Keep only the batches at these positions (before the labels are coded)."""
-        self.ids = [self.ids[p] for p in positions]
-        self.batches = [self.batches[p] for p in positions]
-        self.tensors = {"logits": self.logits}
-
-    def finish(self) -> None:
-        """Floats no method quantised are stored as float16, as relabel stores logits."""
-        self.tensors = {k: v.half() if v.dtype == torch.float32 else v for k, v in self.tensors.items()}
 
 
 @dataclass(frozen=True)
 class Method:
     phase: int
-    compress: Callable[[Work, dict[str, Any]], dict[str, Any]]
+    compress: Callable[["Work", dict[str, Any]], dict[str, Any]]
 
 
 # decode(tensors as float32, bank section, rows of the stored views, the images they show) -> logits
-Decoder = Callable[[dict[str, torch.Tensor], dict[str, Any], slice, torch.Tensor], torch.Tensor]
+Decoder = Callable[[dict[str, "torch.Tensor"], dict[str, Any], slice, "torch.Tensor"], "torch.Tensor"]
 
-METHODS: Registry[Method] = Registry("label-compression method")
-CODINGS: Registry[Decoder] = Registry("label coding")
+METHODS: Registry[Method] = Registry("label-compression method",
+                                     {name: f"dcond.compression.{name}" for name in ("prune", "topk", "lowrank",
+                                                                                     "quantize")})
+CODINGS: Registry[Decoder] = Registry("label coding", {name: f"dcond.compression.{name}"
+                                                       for name in ("topk", "lowrank")})
 CODINGS.register("logits")(lambda t, info, rows, order: t["logits"][rows])
 
 
@@ -89,13 +60,3 @@ def record(info: dict[str, Any], method: str) -> dict[str, Any]:
 
 def batches_per_epoch(info: dict[str, Any]) -> int:
     return -(-info["num_images"] // info["batch_size"])
-
-
-def batch_offsets(ids: torch.Tensor, info: dict[str, Any]) -> torch.Tensor:
-    """Where each kept batch's views start and end in the stored rows (an epoch's last batch may be short)."""
-    nb, size = batches_per_epoch(info), info["batch_size"]
-    sizes = torch.where(ids % nb == nb - 1, info["num_images"] - (nb - 1) * size, size)
-    return torch.cat([torch.zeros(1, dtype=torch.long), sizes.long().cumsum(0)])
-
-
-from dcond.compression import layout, lowrank, prune, quantize, topk  # noqa: E402,F401  (register the methods)

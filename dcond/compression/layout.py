@@ -16,10 +16,11 @@ import torch
 
 from dcond.artifact import MANIFEST, Artifact, ArtifactWriter, ZSTD_SUFFIX
 from dcond.bank import BANK_DIR, ENCODINGS, BankBatch
-from dcond.compression import CODINGS, Work, batch_offsets, batches_per_epoch, record
+from dcond.compression import CODINGS, batches_per_epoch, record
+from dcond.compression.work import Work, batch_offsets
 from dcond.compression.prune import draw
 from dcond.compression.quantize import dequantize
-from dcond.compression.topk import FILLS
+from dcond.config import FILLS
 from dcond.data.augment import ViewConfig, Views, draw_epoch, epoch_generator
 from dcond.errors import DcondError
 from dcond.validate import MAX_EPOCHS, MAX_SEED, Fields, tensor

@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from dcond.compression import CODE, CODINGS, METHODS, Method, Work
+from dcond.compression import CODE, CODINGS, METHODS, Method
+from dcond.compression.work import Work
 
 
 def compress(work: Work, options: dict[str, Any]) -> dict[str, Any]:

@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
-from dcond.compression import PICK, METHODS, Method, Work, batches_per_epoch
+from dcond.compression import PICK, METHODS, Method, batches_per_epoch
+from dcond.compression.work import Work
 from dcond.data.augment import epoch_generator
 
-PICKS = ("first", "random")
 
 
 def prune(work: Work, options: dict[str, Any]) -> dict[str, Any]:

@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from dcond.compression import METHODS, STORE, Method, Work
+from dcond.compression import METHODS, STORE, Method
+from dcond.compression.work import Work
 
-DTYPES = ("int8", "float16", "bfloat16")
 SCALE = ".scale"
 
 

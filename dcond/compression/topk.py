@@ -18,10 +18,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from dcond.compression import CODE, CODINGS, METHODS, Method, Work, record
+from dcond.compression import CODE, CODINGS, METHODS, Method, record
+from dcond.compression.work import Work
 from dcond.errors import DcondError
 
-FILLS = ("renormalize", "uniform", "min")
 _MIN_MASS = 1e-12  # a mass is floored before its log is taken (rounding can leave it ≤ 0; "none" stays finite)
 
 

@@ -7,18 +7,18 @@ labelled; the parameters can also be drawn again from the seed.
 """
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dcond.config import ViewConfig
 from dcond.data.images import InputImages
 from dcond.engine import on_device
 from dcond.errors import DcondError
 from dcond.validate import tensor
 
-MIXES = ("cutmix", "mixup", "none")
 
 
 def random_crop_flip(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
@@ -32,37 +32,6 @@ def random_crop_flip(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.T
         x = padded[torch.arange(n)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
     flip = torch.rand(n, generator=gen) < 0.5
     return torch.where(flip[:, None, None, None], x.flip(3), x)
-
-
-@dataclass(frozen=True)
-class ViewConfig:
-    """How the views of a relabel/replay epoch are drawn."""
-
-    crop_scale: tuple[float, float] = (0.08, 1.0)  # SRe2L; EDC uses (0.5, 1)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    flip: float = 0.5
-    mix: str = "cutmix"
-    mix_prob: float = 1.0  # chance that a batch is mixed at all
-    mix_alpha: float = 1.0  # λ ~ Beta(α, α)
-
-    def __post_init__(self) -> None:
-        for name, (lo, hi), top in (("--crop-scale", self.crop_scale, 1), ("crop ratio", self.crop_ratio, 100)):
-            if not all(type(v) in (int, float) for v in (lo, hi)) or not 0 < lo <= hi <= top:
-                raise DcondError(f"{name} must be two numbers with 0 < min <= max <= {top}")
-        if self.mix not in MIXES:
-            raise DcondError(f"--mix must be one of {', '.join(MIXES)}")
-        if not (0 <= self.flip <= 1 and 0 <= self.mix_prob <= 1 and self.mix_alpha > 0):
-            raise DcondError("--flip and --mix-prob must lie in [0, 1], and --mix-alpha must be > 0")
-
-    def to_dict(self) -> dict:
-        return asdict(self) | {"crop_scale": list(self.crop_scale), "crop_ratio": list(self.crop_ratio)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ViewConfig":
-        pairs = {key: tuple(d[key]) for key in ("crop_scale", "crop_ratio")}
-        if any(len(v) != 2 for v in pairs.values()):
-            raise DcondError("crop_scale and crop_ratio must be pairs of numbers")
-        return cls(**(d | pairs))
 
 
 @dataclass

@@ -8,7 +8,7 @@ import torch
 from dcond.data.idx import read_idx
 from dcond.data.images import ImageDataset, TensorImages
 from dcond.data.sources import DATASETS, DataOptions
-from dcond.data.spec import DatasetSpec
+from dcond.spec import DatasetSpec
 from dcond.errors import DcondError
 
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

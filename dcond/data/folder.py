@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from dcond.data.images import FileImages, ImageDataset, TensorImages, decode_image, load_all
-from dcond.data.spec import DatasetSpec
+from dcond.spec import DatasetSpec
 from dcond.errors import DcondError
 
 if TYPE_CHECKING:

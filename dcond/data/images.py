@@ -7,7 +7,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 
-from dcond.data.spec import DatasetSpec
+from dcond.spec import DatasetSpec
 from dcond.distributed import world
 from dcond.errors import DcondError
 

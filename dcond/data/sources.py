@@ -1,38 +1,15 @@
 """Resolve `--data` to a dataset: a registered name, an ImageFolder directory, or a dcond images artifact."""
 
-import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
+from dcond.config import DataOptions
 from dcond.data.images import ImageDataset, balanced_subset
-from dcond.data.spec import DatasetSpec
+from dcond.spec import DatasetSpec
 from dcond.errors import DcondError
 from dcond.registry import Registry
 
-DEFAULT_HOLDOUT = 0.1
-
-
-@dataclass
-class DataOptions:
-    data: str = "fashion-mnist"
-    root: Path | None = None  # where named datasets live; default $DCOND_DATA_ROOT or ~/.cache/dcond/datasets
-    download: bool = False
-    image_size: int | None = None  # ImageFolder images are centre-cropped and resized to this; None: their own
-    subset: int | None = None  # a class-balanced subset of this many images, for quick runs
-    holdout: float = DEFAULT_HOLDOUT  # share of each class held out to evaluate on when there is no test split
-
-    def __post_init__(self) -> None:
-        if self.subset is not None and self.subset < 1:
-            raise DcondError("--subset must be a positive number of images")
-        if not 0 <= self.holdout < 1:
-            raise DcondError("--holdout must lie in [0, 1)")
-        if self.image_size is not None and self.image_size < 8:
-            raise DcondError("--image-size must be at least 8")
-
-    @property
-    def data_root(self) -> Path:
-        return Path(self.root or os.environ.get("DCOND_DATA_ROOT") or Path.home() / ".cache/dcond/datasets")
 
 
 class Source(Protocol):

@@ -1,48 +1,11 @@
 """Methods that choose condensed images from real data: SELECTORS maps a name to
-`select(ctx, c, pool, ipc, gen) -> uint8 images` for one class. A new method is one module here plus
-its import below."""
+`select(ctx, c, pool, ipc, gen) -> uint8 images` for one class (ctx: dcond.selection.context.SelectContext).
+A new method is one module here plus its name below."""
 
-from dataclasses import dataclass
-
-import torch
-from torch import nn
-
-from dcond.data import DatasetSpec, to_input
-from dcond.engine import autocast
-from dcond.models import classifier
 from dcond.registry import Registry
 
-SELECTORS: Registry = Registry("selection method")
-# method -> {recipe: settings its authors' code uses for data of that shape} (see dcond.recipes)
+SELECTORS: Registry = Registry("selection method", {name: f"dcond.selection.{name}"
+                                                     for name in ("herding", "random", "rded", "score")})
+# method -> {recipe: settings its authors' code uses for data of that shape} (see dcond.recipes); a method
+# registers its recipes when its module is imported, which looking it up in SELECTORS does
 SELECTION_RECIPES: Registry[dict] = Registry("selection recipe")
-
-
-@dataclass
-class SelectContext:
-    """What a selection method may use: the teacher, the dataset spec and the stage's settings."""
-
-    teacher: nn.Module
-    spec: DatasetSpec
-    device: torch.device
-    options: dict
-    batch_size: int = 500
-
-    @torch.no_grad()
-    def logits_and_features(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher logits and penultimate features of normalised float inputs, computed in batches."""
-        captured: list[torch.Tensor] = []
-        hook = classifier(self.teacher).register_forward_pre_hook(lambda m, args: captured.append(args[0]))
-        logits = []
-        try:
-            for chunk in inputs.split(self.batch_size):
-                with autocast(self.device):
-                    logits.append(self.teacher(chunk.to(self.device)).float())
-        finally:
-            hook.remove()
-        return torch.cat(logits), torch.cat(captured).float().flatten(1)
-
-    def inputs(self, images: torch.Tensor) -> torch.Tensor:
-        return to_input(images.to(self.device), self.spec)
-
-
-from dcond.selection import herding, random, rded, score  # noqa: E402,F401  (register the methods)

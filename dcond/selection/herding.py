@@ -3,7 +3,8 @@ class mean (Welling, 2009; the selection baseline of dataset-condensation papers
 
 import torch
 
-from dcond.selection import SELECTORS, SelectContext
+from dcond.selection import SELECTORS
+from dcond.selection.context import SelectContext
 
 
 @SELECTORS.register("herding")

@@ -2,7 +2,8 @@
 
 import torch
 
-from dcond.selection import SELECTORS, SelectContext
+from dcond.selection import SELECTORS
+from dcond.selection.context import SelectContext
 
 
 @SELECTORS.register("random")

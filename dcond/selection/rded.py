@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from dcond.data.augment import crop_boxes, resize_crops
 from dcond.errors import DcondError
-from dcond.selection import SELECTION_RECIPES, SELECTORS, SelectContext
+from dcond.selection import SELECTION_RECIPES, SELECTORS
+from dcond.selection.context import SelectContext
 
 # LINs-lab/RDED 3f6453d (docs/official/rded.md): every released script takes 300 candidates per class and 5 crops
 # of torchvision's default scale, square; the CIFAR and Tiny-ImageNet scripts keep whole crops (factor 1),

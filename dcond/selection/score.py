@@ -18,7 +18,8 @@ import math
 import torch
 
 from dcond.data.augment import ViewConfig, crop_boxes, resize_crops
-from dcond.selection import SELECTORS, SelectContext
+from dcond.selection import SELECTORS
+from dcond.selection.context import SelectContext
 
 
 def coding_rate(z: torch.Tensor, alpha: float) -> torch.Tensor:

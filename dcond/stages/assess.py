@@ -11,7 +11,7 @@ import json
 import math
 import statistics
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import torch
 
 from dcond.artifact import MANIFEST, Artifact, ArtifactWriter, open_artifact, save_images, update_metrics
 from dcond.bank import has_bank
+from dcond.config import AssessConfig
 from dcond.data import DataOptions, load_all
 from dcond.data.augment import ViewConfig
 from dcond.data.images import class_indices
@@ -33,30 +34,6 @@ from dcond.stages.student import student_config, train_student
 PROTOCOL_FREE = ("model", "model_options", "seed", "device", "evaluate")  # what may differ between compared runs
 BASELINE_SEED = 0  # the random real images of a baseline are drawn with this seed
 NO_AUGMENTATION = {"crop_scale": (1.0, 1.0), "flip": 0.0, "mix": "none"}  # views of the whole image, as it is
-
-
-@dataclass
-class AssessConfig:
-    models: list[str] = field(default_factory=lambda: ["convnet"])
-    seeds: int = 3
-    epochs: int | None = None  # default: the student recipe's
-    recipe: str = "dcond"
-    baseline: str | None = None  # "random": the same protocol on random real images of the same IPC, and scores
-    lrs_weight: float = 0.5  # DD-Ranking's w: the weight of improvement over random against hard-label recovery
-    ars_weight: float = 0.5  # DD-Ranking's γ: the weight of the gap with augmentation against the one without
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        if not self.models or any(not m.strip() for m in self.models):
-            raise DcondError("--models must name at least one model (comma-separated)")
-        if not 1 <= self.seeds <= 100:
-            raise DcondError("--seeds must lie in 1 … 100")
-        if self.epochs is not None and self.epochs < 1:
-            raise DcondError("--epochs must be at least 1")
-        if self.baseline not in (None, "random"):
-            raise DcondError("--baseline must be random")
-        if not (0 <= self.lrs_weight <= 1 and 0 <= self.ars_weight <= 1):
-            raise DcondError("the score weights must lie in [0, 1]")
 
 
 def protocol(settings: dict[str, Any], source_digest: str) -> tuple[dict[str, Any], str]:

@@ -6,7 +6,7 @@ again, write, and record sizes, the ratio and the mean KL divergence between the
 reconstructed label distributions of the kept views.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -14,49 +14,14 @@ import torch.nn.functional as F
 
 from dcond.artifact import Artifact, ArtifactWriter, open_artifact
 from dcond.bank import BANK_DIR, Bank, open_bank
-from dcond.compression import CODINGS, METHODS, Work, batches_per_epoch, layout, parse_chain
-from dcond.compression.prune import PICKS
-from dcond.compression.quantize import DTYPES, dequantize
-from dcond.compression.topk import FILLS
+from dcond.compression import CODINGS, METHODS, batches_per_epoch, layout
+from dcond.compression.work import Work
+from dcond.compression.quantize import dequantize
+from dcond.config import CompressConfig
 from dcond.distributed import world
 from dcond.errors import DcondError
 from dcond.log import info, progress
 from dcond.stages.relabel import link_images
-
-
-@dataclass
-class CompressConfig:
-    method: str = "prune+topk"  # a chain of METHODS joined by '+'
-    keep: float = 0.1  # prune: fraction of the stored batches kept
-    pick: str = "first"  # prune: which: the chronologically first full batches (as released), or random
-    k: int = 2  # topk: classes kept per view
-    fill: str = "renormalize"  # topk: how the other classes come back
-    rank: int | None = None  # lowrank: rank per image (the cap, with --energy)
-    energy: float | None = None  # lowrank: per image, the smallest rank keeping this share of Σσ²
-    dtype: str = "int8"  # quantize
-    zstd_level: int = 0  # 0: files are not zstandard-compressed
-    seed: int = 0  # prune: which batches are kept
-
-    def __post_init__(self) -> None:
-        parse_chain(self.method)
-        if not 0 < self.keep <= 1:
-            raise DcondError("--keep must lie in (0, 1]")
-        if self.k < 1 or (self.rank is not None and self.rank < 1):
-            raise DcondError("--k and --rank must be at least 1")
-        if self.energy is not None and not 0 < self.energy <= 1:
-            raise DcondError("--energy must lie in (0, 1]")
-        if "lowrank" in self.methods and self.rank is None and self.energy is None:
-            raise DcondError("--method lowrank needs --rank R or --energy E")
-        if self.pick not in PICKS:
-            raise DcondError(f"--pick must be one of {', '.join(PICKS)}")
-        if self.fill not in FILLS or self.dtype not in DTYPES:
-            raise DcondError(f"--fill must be one of {', '.join(FILLS)}; --dtype one of {', '.join(DTYPES)}")
-        if not 0 <= self.zstd_level <= 22:
-            raise DcondError("--zstd-level must lie in 0 (off) … 22")
-
-    @property
-    def methods(self) -> list[str]:
-        return parse_chain(self.method)
 
 
 def compress_labels(labels: Path, cfg: CompressConfig, out: Path | None = None, force: bool = False) -> Path:

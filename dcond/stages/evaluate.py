@@ -1,21 +1,15 @@
 """evaluate: test a model artifact on a dataset's test split and record the result in the artifact."""
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dcond.artifact import open_artifact, update_metrics
+from dcond.config import EvalConfig
 from dcond.data import DataOptions, check_same_split, load_eval_split, reopen
 from dcond.engine import evaluate, place, resolve_device
 from dcond.errors import DcondError
 from dcond.log import info
 from dcond.models import load_model
-
-
-@dataclass
-class EvalConfig:
-    batch_size: int = 500
-    device: str = "auto"
 
 
 def evaluate_artifact(path: Path, data: DataOptions, cfg: EvalConfig) -> dict[str, Any]:

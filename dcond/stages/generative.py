@@ -8,69 +8,27 @@ every `checkpoint_every` steps, so a rerun of an interrupted command resumes at 
 with the generator an uninterrupted run would have made.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from dcond.artifact import ArtifactWriter, config_key, save_preview
 from dcond.checkpoint import load_checkpoint, save_checkpoint
+from dcond.config import GENERATIVE, GENERATOR_DTYPES, GenerativeConfig
 from dcond.data import DataOptions, ImageDataset, load_all, to_input
 from dcond.data.images import class_indices
 from dcond.data.sources import load_for_teacher
 from dcond.distributed import world
 from dcond.engine import lr_factor, place, resolve_device, set_lr
 from dcond.errors import DcondError
-from dcond.generative import (LOSS_TERMS, WEIGHTS_FILE, Generator, GeneratorSpec, generator_losses, sample)
+from dcond.generative import (WEIGHTS_FILE, Generator, GeneratorSpec, generator_losses, sample)
 from dcond.log import info, progress
 from dcond.models import load_teachers, state_tensors
-from dcond.synthesis import Observer
+from dcond.synthesis.matching import Observer
 
-GENERATIVE = "generative"  # the --method of `dcond synthesize` that runs this stage
 CHECKPOINT = "checkpoint.safetensors"
-WEIGHT_DTYPES = {"float16": torch.float16, "float32": torch.float32}
-
-
-@dataclass
-class GenerativeConfig:
-    latent_dim: int = 64
-    width: int = 32  # channels of every generator layer
-    depth: int = 3  # upsampling blocks
-    iterations: int = 1000
-    lr: float = 3e-3
-    gen_batch: int = 16  # generated images per class per step
-    real_batch: int = 16  # real images per class per step
-    match_weight: float = 1.0
-    bn_weight: float = 0.1
-    intra_weight: float = 0.3
-    inter_weight: float = 0.3
-    ce_weight: float = 0.1
-    checkpoint_every: int = 100  # steps
-    weights_dtype: str = "float16"  # of the stored weights: the condensed set's size
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-
-    def __post_init__(self) -> None:
-        if self.iterations < 1 or self.checkpoint_every < 1 or self.real_batch < 1 or self.lr <= 0:
-            raise DcondError("--iterations, --checkpoint-every and --real-batch must be at least 1, --lr > 0")
-        if self.gen_batch < 2:
-            raise DcondError("--gen-batch must be at least 2 (the intra-class loss compares samples of a class)")
-        if min(self.weights.values()) < 0 or not any(self.weights.values()):
-            raise DcondError("the loss weights (--match-weight, --r-bn, --intra-weight, --inter-weight, "
-                             "--ce-weight) must be >= 0, and one at least > 0")
-        if self.weights_dtype not in WEIGHT_DTYPES:
-            raise DcondError(f"--weights-dtype must be one of {', '.join(WEIGHT_DTYPES)}")
-
-    @property
-    def weights(self) -> dict[str, float]:
-        return {"match": self.match_weight, "bn": self.bn_weight, "intra": self.intra_weight,
-                "inter": self.inter_weight, "ce": self.ce_weight}
-
-    @property
-    def terms(self) -> tuple[str, ...]:
-        """The loss terms with a non-zero weight: the only ones computed."""
-        return tuple(t for t in LOSS_TERMS if self.weights[t])
+WEIGHT_DTYPES = {name: getattr(torch, name) for name in GENERATOR_DTYPES}
 
 
 def train_generator(teacher: Path, data: DataOptions, cfg: GenerativeConfig, out: Path | None = None,

@@ -11,7 +11,7 @@ integers), so nothing in them can run code. The imported bank is dense; its view
 """
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from torch.utils.data import RandomSampler
 
 from dcond.artifact import ArtifactWriter
 from dcond.bank import write_epoch
+from dcond.config import ImportConfig
 from dcond.data import DataOptions, DatasetSpec, open_source
 from dcond.data.augment import Views
 from dcond.data.folder import ArtifactImages, open_condensed
@@ -32,23 +33,6 @@ from dcond.stages.relabel import DTYPES, carry_images
 NUMPY_SCALARS = [np._core.multiarray.scalar, (np._core.multiarray.scalar, "numpy.core.multiarray.scalar"),
                  np.dtype, np.dtypes.Int64DType, np.dtypes.Int32DType, np.dtypes.Float64DType,
                  np.dtypes.Float32DType, np.dtypes.BoolDType]
-
-
-@dataclass
-class ImportConfig:
-    input_size: int  # the side of the views the relabel script rendered (its --input-size): the CutMix box's unit
-    fkd_seed: int = 42  # the relabel script's --fkd-seed, which ordered the images in batches
-    temperature: float = 4.0  # recorded for the student's KL loss (SRe2L trains with 20)
-    dtype: str = "float16"
-    data: str = ""  # the dataset an ImageFolder of images condenses (its classes, and test split for students)
-
-    def __post_init__(self) -> None:
-        if self.input_size < 1:
-            raise DcondError("--input-size must be at least 1")
-        if self.temperature <= 0:
-            raise DcondError("--temperature must be > 0")
-        if self.dtype not in DTYPES:
-            raise DcondError(f"--dtype must be one of {', '.join(DTYPES)}")
 
 
 def import_labels(bank_dir: Path, images: Path, cfg: ImportConfig, out: Path | None = None,

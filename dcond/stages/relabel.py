@@ -10,14 +10,15 @@ import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 import torch
 
 from dcond.artifact import Artifact, ArtifactWriter, config_key, image_files, save_images
 from dcond.bank import epoch_file, write_epoch
+from dcond.config import LOGIT_DTYPES, RelabelConfig
 from dcond.data import InputImages, TensorImages
-from dcond.data.augment import ViewConfig, Views, apply_views, draw_epoch, epoch_generator
+from dcond.data.augment import Views, apply_views, draw_epoch, epoch_generator
 from dcond.data.folder import open_condensed
 from dcond.distributed import world
 from dcond.engine import ensemble_logits, place, resolve_device, to_host
@@ -25,29 +26,7 @@ from dcond.errors import DcondError
 from dcond.log import info, progress
 from dcond.models import load_teachers
 
-DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-
-
-@dataclass
-class RelabelConfig:
-    epochs: int = 300
-    batch_size: int | None = None  # default: a quarter of the images, between 10 and 100 (small sets, small batches)
-    temperature: float = 4.0  # recorded for the student's KL loss
-    views: ViewConfig = field(default_factory=ViewConfig)
-    dtype: str = "float16"
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise DcondError("--epochs must be at least 1")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise DcondError("--batch-size must be at least 1")
-        if self.dtype not in DTYPES:
-            raise DcondError(f"--dtype must be one of {', '.join(DTYPES)}")
-        if self.temperature <= 0:
-            raise DcondError("--temperature must be > 0")
+DTYPES = {name: getattr(torch, name) for name in LOGIT_DTYPES}
 
 
 def default_batch_size(num_images: int) -> int:

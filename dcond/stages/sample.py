@@ -1,24 +1,13 @@
 """sample: draw images from a generator artifact (generative condensation) into an images artifact, so that
 relabel, train-student and evaluate use them like any condensed images."""
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from dcond.artifact import ArtifactWriter, open_artifact, save_images, save_preview
+from dcond.config import SampleConfig
 from dcond.engine import resolve_device
-from dcond.errors import DcondError
 from dcond.generative import load_generator, sample
-
-
-@dataclass
-class SampleConfig:
-    ipc: int = 10
-    seed: int = 0
-    device: str = "auto"  # the same seed gives the same images on the same kind of device
-
-    def __post_init__(self) -> None:
-        if self.ipc < 1:
-            raise DcondError("--ipc must be at least 1")
 
 
 def sample_images(generator: Path, cfg: SampleConfig, out: Path | None = None, force: bool = False) -> Path:

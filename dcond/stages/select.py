@@ -4,50 +4,24 @@ Work is split into one unit per class, each with its own seed: a unit's images a
 it is done, so an interrupted run resumes with the classes still to do.
 """
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from dcond import recipes
+from dcond.config import SelectConfig
 from dcond.data import DataOptions, DatasetSpec
 from dcond.data.sources import load_for_teacher
 from dcond.data.images import class_indices, load_all
 from dcond.engine import place, resolve_device
 from dcond.errors import DcondError
 from dcond.models import load_teachers
-from dcond.selection import SELECTION_RECIPES, SELECTORS, SelectContext
+from dcond.selection import SELECTION_RECIPES, SELECTORS
+from dcond.selection.context import SelectContext
 from dcond.stages.condensed import write_condensed
 from dcond.units import Unit, plan_units
-
-
-@dataclass
-class SelectConfig:
-    method: str = "random"
-    ipc: int = 10
-    recipe: str = "auto"  # whose settings fill in the None ones: the authors' script for data of this shape
-    candidates: int | None = None  # per class, drawn at random (rded: 300 as released; others: all images)
-    factor: int | None = None  # rded: stitch factor × factor patches into one image
-    crops: int | None = None  # rded: random crops scored per candidate
-    crop_scale: tuple[float, float] | None = None  # rded: area range of those crops
-    score_views: int = 8  # score: augmented views whose soft labels describe a candidate
-    eps2: float = 0.5  # score: ε² of the coding rate
-    # score: weights of informativeness, discriminativeness and compressibility
-    score_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    teachers: list[Path] = field(default_factory=list)  # more teachers, for --relabel-epochs
-    relabel_epochs: int = 0  # > 0: also write a soft-label bank, making a labels artifact in one stage
-    seed: int = 0
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        SELECTORS.get(self.method)
-        recipes.check(self.recipe)
-        if self.ipc < 1 or self.score_views < 1 or any(v is not None and v < 1 for v in
-                                                        (self.factor, self.crops, self.candidates)):
-            raise DcondError("--ipc, --candidates, --factor, --crops and --score-views must be at least 1")
-        if self.relabel_epochs < 0:
-            raise DcondError("--relabel-epochs must be >= 0")
 
 
 def resolve_options(cfg: SelectConfig, spec: DatasetSpec) -> dict[str, Any]:

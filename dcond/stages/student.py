@@ -8,7 +8,7 @@ the student draws new images from it every epoch (`--fresh-samples`), labelled o
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from dcond.artifact import Artifact, ArtifactWriter, open_artifact
 from dcond.bank import Bank, has_bank, open_bank
+from dcond.config import StudentConfig
 from dcond.data import DataOptions, DatasetSpec, InputImages, check_same_split, load_eval_split, reopen, to_input
 from dcond.data.augment import ViewConfig, apply_views, draw_epoch, epoch_generator, mixed_targets
 from dcond.data.folder import ArtifactImages
@@ -33,52 +34,8 @@ from dcond.models import WEIGHTS_FILE, ModelSpec, create_model, load_teachers, s
 from dcond.stages.relabel import default_batch_size
 from dcond.student_recipes import STUDENT_RECIPES, CondensedSet
 
-LOSSES = ("kl", "mse-ce")
 # (views on the device, teacher logits or None, hard-label distributions)
 Batch = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]
-
-
-@dataclass
-class StudentConfig:
-    recipe: str = "dcond"  # whose student protocol the settings follow (STUDENT_RECIPES; see student_config)
-    model: str = "convnet"
-    model_options: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 300
-    batch_size: int | None = None  # online and hard-label training; a bank replays its own batches
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    decay_norm: bool = True  # weight decay on biases and normalisation weights too (the methods' students: off)
-    schedule: str = "cosine"
-    zeta: float = 2.0  # the smoothing schedule's ζ
-    milestones: tuple[float, ...] = ()  # multistep: fractions of the run where the rate halves
-    warmup_epochs: int = 0
-    loss: str = "kl"
-    temperature: float | None = None  # default: the bank's
-    ce_weight: float = 0.025  # mse-ce: weight of the hard-label cross-entropy
-    ema: float = 0.0  # decay of an exponential moving average of the weights, used for evaluation; 0: off
-    teachers: list[Path] = field(default_factory=list)  # label online instead of replaying a bank
-    views: ViewConfig = field(default_factory=ViewConfig)  # online and hard-label training
-    randaugment: bool = False  # online and hard-label training: RandAugment each image before its view
-    best_of_last: float = 0.0  # also report the best evaluation (every 10 epochs) in this last share of the run
-    wrap: bool = False  # reuse a bank's epochs cyclically when training for more epochs than it holds
-    fresh_samples: int = 0  # images per class drawn anew every epoch from a generator artifact
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    evaluate: bool = True
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.lr <= 0:
-            raise DcondError("--epochs must be at least 1 and --lr > 0")
-        if self.loss not in LOSSES:
-            raise DcondError(f"--loss must be one of {', '.join(LOSSES)}")
-        if not 0 <= self.ema < 1:
-            raise DcondError("--ema must lie in [0, 1)")
-        if self.fresh_samples < 0:
-            raise DcondError("--fresh-samples must be >= 0")
-        if not 0 <= self.best_of_last < 1:
-            raise DcondError("--best-of-last must lie in [0, 1)")
 
 
 def student_config(source: Path, recipe: str = "dcond", views: dict[str, Any] | None = None,

@@ -6,12 +6,13 @@ otherwise; `per_unit` images of each), each with its own seed, so the result doe
 units are scheduled, and an interrupted run resumes with the unfinished units.
 """
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from dcond.config import SynthConfig
 from dcond.data import DataOptions, DatasetSpec, load_all
 from dcond.data.sources import load_for_teacher
 from dcond.data.folder import open_condensed
@@ -21,42 +22,9 @@ from dcond.errors import DcondError
 from dcond.models import load_teachers
 from dcond.stages.condensed import write_condensed
 from dcond import recipes
-from dcond.synthesis import SYNTHESIZERS, Method, Observer, SynthContext, synthesize_unit
+from dcond.synthesis import SYNTHESIZERS
+from dcond.synthesis.matching import Method, Observer, SynthContext, synthesize_unit
 from dcond.units import plan_units
-
-
-@dataclass
-class SynthConfig:
-    method: str = "sre2l"
-    ipc: int = 10
-    recipe: str = "auto"  # whose settings: the authors' script for data of this shape (RECIPES), or "auto"
-    # None: the recipe's value (see `RECIPES` in the method's module)
-    iterations: int | None = None
-    lr: float | None = None
-    r_bn: float | None = None  # weight of the statistics loss
-    first_bn_weight: float = 10.0
-    crop_scale: tuple[float, float] | None = None
-    jitter: int | None = None  # pixels of random roll per iteration
-    flip: float | None = None
-    alpha: float = 0.5  # edc: weight of the whole set's statistics against the classes'
-    ema_momentum: float = 0.8  # edc: EMA of the synthetic statistics
-    per_unit: int | None = None  # images of each class optimised together
-    init: Path | None = None  # edc: an images artifact to start from (default: random real images)
-    teachers: list[Path] = field(default_factory=list)  # more observers (cycled) and relabel teachers
-    relabel_epochs: int = 0
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-
-    def __post_init__(self) -> None:
-        SYNTHESIZERS.get(self.method)
-        recipes.check(self.recipe)
-        if self.ipc < 1 or any(v is not None and v < 1 for v in (self.iterations, self.per_unit)):
-            raise DcondError("--ipc, --iterations and --per-unit must be at least 1")
-        if not 0 <= self.alpha <= 1 or not 0 <= self.ema_momentum < 1:
-            raise DcondError("--alpha must lie in [0, 1] and --ema-momentum in [0, 1)")
-        if self.flip is not None and not 0 <= self.flip <= 1:
-            raise DcondError("--flip must lie in [0, 1]")
 
 
 def resolve_settings(cfg: SynthConfig, method: Method, spec: DatasetSpec) -> dict[str, Any]:

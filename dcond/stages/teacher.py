@@ -1,21 +1,20 @@
 """train-teacher: train a network on real data; store it with its test accuracy and per-class BN statistics."""
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from dcond.artifact import ArtifactWriter, config_key
 from dcond.checkpoint import load_checkpoint, save_checkpoint
+from dcond.config import TeacherConfig
 from dcond.data import DataOptions, batches, load_eval_split, load_split, open_source, to_input
 from dcond.data.augment import random_crop_flip
 from dcond.distributed import world
 from dcond.engine import (autocast, ddp, evaluate, lr_factor, make_optimizer, on_device, place, resolve_device,
                           set_lr)
-from dcond.errors import DcondError
 from dcond.log import info, progress
 from dcond.realstats import STATS_FILE, patch_size, real_statistics, stat_layers
 from dcond.models import (WEIGHTS_FILE, ModelSpec, bn_layers, create_model, load_weights, published_weights,
@@ -23,36 +22,6 @@ from dcond.models import (WEIGHTS_FILE, ModelSpec, bn_layers, create_model, load
 
 HOLDOUT_FILE = "holdout.json"  # the training images held out to evaluate on, when the data has no test split
 CHECKPOINT = "checkpoint.safetensors"
-
-
-@dataclass
-class TeacherConfig:
-    model: str = "convnet"
-    model_options: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 6
-    batch_size: int = 128
-    lr: float = 0.05
-    optimizer: str = "sgd"
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    warmup_epochs: int = 0
-    label_smoothing: float = 0.1
-    crop_pad: int = 0  # random pad-and-crop by up to this many pixels (0: none), plus flips; -1: no augmentation
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True  # bf16 autocast on CUDA
-    weights: Path | None = None  # start from an outside checkpoint (with --epochs 0: import it as a teacher)
-    pretrained: bool = False  # start from the weights torchvision or timm publish for a tv:/timm: model
-    workers: int = 0  # data-loading processes (for ImageFolder data)
-
-    def __post_init__(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
-            raise DcondError("--epochs must be >= 0, --batch-size >= 1 and --lr > 0")
-        if self.weights is not None and self.pretrained:
-            raise DcondError("--weights and --pretrained both give the starting weights: pass one of them")
-        if self.epochs == 0 and self.weights is None and not self.pretrained:
-            raise DcondError("--epochs 0 only makes sense with --weights or --pretrained (importing a trained "
-                             "network)")
 
 
 def train_teacher(data: DataOptions, cfg: TeacherConfig, out: Path | None = None, force: bool = False) -> Path:

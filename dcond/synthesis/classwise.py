@@ -4,7 +4,8 @@ the teacher artifact), which makes the images of a class more diverse."""
 
 import torch
 
-from dcond.synthesis import SYNTHESIZERS, Observer, SynthContext, bn_gap, sre2l
+from dcond.synthesis import SYNTHESIZERS, sre2l
+from dcond.synthesis.matching import Observer, SynthContext, bn_gap
 from dcond.units import Unit
 
 # he-y/soft-label-pruning-for-dataset-distillation 63eee18 (docs/official/lpld.md): ImageNet and Tiny-ImageNet

@@ -13,7 +13,8 @@ import torch
 
 from dcond.data import to_input
 from dcond.realstats import batch_stats, is_conv
-from dcond.synthesis import SYNTHESIZERS, Observer, SynthContext, gap
+from dcond.synthesis import SYNTHESIZERS
+from dcond.synthesis.matching import Observer, SynthContext, gap
 from dcond.units import Unit
 
 # shaoshitong/EDC 80116a7 (docs/official/edc.md): recover.sh and recover.py of each branch. "batch": the images

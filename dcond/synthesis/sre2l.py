@@ -3,7 +3,8 @@ images of all classes; every BN layer's batch statistics are matched to its runn
 
 import torch
 
-from dcond.synthesis import SYNTHESIZERS, Observer, SynthContext, bn_gap
+from dcond.synthesis import SYNTHESIZERS
+from dcond.synthesis.matching import Observer, SynthContext, bn_gap
 from dcond.units import Unit
 
 
