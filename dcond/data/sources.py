@@ -1,4 +1,5 @@
-"""Resolve `--data` to a dataset: a registered name, an ImageFolder directory, or a dcond images artifact."""
+"""Resolve `--data` to a dataset: a registered name, a Hugging Face dataset (`hf:…`), an ImageFolder directory,
+or a dcond images artifact."""
 
 import os
 from dataclasses import dataclass, replace
@@ -18,7 +19,7 @@ class DataOptions:
     data: str = "fashion-mnist"
     root: Path | None = None  # where named datasets live; default $DCOND_DATA_ROOT or ~/.cache/dcond/datasets
     download: bool = False
-    image_size: int | None = None  # ImageFolder images are centre-cropped and resized to this; None: their own
+    image_size: int | None = None  # image files are centre-cropped and resized to this; None: their own
     subset: int | None = None  # a class-balanced subset of this many images, for quick runs
     holdout: float = DEFAULT_HOLDOUT  # share of each class held out to evaluate on when there is no test split
 
@@ -38,6 +39,7 @@ class DataOptions:
 class Source(Protocol):
     spec: DatasetSpec
     eval_split: str | None  # the split models are measured on ("test", "val", "holdout"); None: there is none
+    # (a source with a "holdout" split also names its held-out images, in `held_names`)
 
     def split(self, name: str) -> ImageDataset: ...
 
@@ -50,6 +52,10 @@ def open_source(opts: DataOptions, recorded: DatasetSpec | None = None) -> Sourc
     estimating its normalisation again."""
     if opts.data in DATASETS:
         return DATASETS.get(opts.data)(opts)
+    if opts.data.startswith("hf:"):
+        from dcond.data.hf import HFDataset
+
+        return HFDataset(opts.data, opts.image_size, opts.holdout, recorded)
     path = Path(opts.data)
     if path.is_dir():
         from dcond.data.folder import ArtifactImages, ImageFolder
@@ -57,7 +63,7 @@ def open_source(opts: DataOptions, recorded: DatasetSpec | None = None) -> Sourc
         return ArtifactImages(path) if (path / "dcond.json").exists() else \
             ImageFolder(path, opts.image_size, opts.holdout, recorded)
     raise DcondError(f"unknown dataset '{opts.data}': neither a registered name "
-                     f"({', '.join(DATASETS.names())}) nor a directory")
+                     f"({', '.join(DATASETS.names())}), hf:PATH_OR_NAME, nor a directory")
 
 
 def load_split(opts: DataOptions, split: str, source: Source | None = None) -> tuple[DatasetSpec, ImageDataset]:
