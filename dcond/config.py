@@ -33,7 +33,7 @@ class DataOptions:
     data: str = "fashion-mnist"
     root: Path | None = None  # where named datasets live; default $DCOND_DATA_ROOT or ~/.cache/dcond/datasets
     download: bool = False
-    image_size: int | None = None  # ImageFolder images are centre-cropped and resized to this; None: their own
+    image_size: int | None = None  # image files are centre-cropped and resized to this; None: their own
     subset: int | None = None  # a class-balanced subset of this many images, for quick runs
     holdout: float = DEFAULT_HOLDOUT  # share of each class held out to evaluate on when there is no test split
 

@@ -61,3 +61,12 @@ class DatasetSpec:
 
     def same_classes(self, other: "DatasetSpec") -> bool:
         return (self.classes, self.channels, self.image_size) == (other.classes, other.channels, other.image_size)
+
+
+def same_source(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two specs' sources name the same data (folder, Hub dataset, config and columns), whatever
+    images it holds now."""
+    def identity(source: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in source.items() if k not in ("holdout", "files")}
+
+    return identity(a) == identity(b)

@@ -103,11 +103,11 @@ def test_a_folder_without_test_split_holds_out_a_recorded_balanced_share(tmp_pat
     source = open_source(DataOptions(str(tmp_path / "d"), image_size=12, holdout=0.2))
     train, held = source.split("train"), source.split(source.eval_split)
     assert source.eval_split == "holdout" and torch.bincount(held.labels).tolist() == [2, 2, 2]
-    assert len(train) == 24 and not set(train.paths) & set(held.paths)
+    assert len(train) == 24 and not set(train.files) & set(held.files)
     record = source.spec.source["holdout"]
     assert record["fraction"] == 0.2 and record["count"] == 6
     again = open_source(DataOptions(str(tmp_path / "d"), image_size=12, holdout=0.2))
-    assert again.split("holdout").paths == held.paths and again.spec == source.spec
+    assert again.split("holdout").files == held.files and again.spec == source.spec
     (root / "class_0" / "extra.png").write_bytes((root / "class_0" / "0.png").read_bytes())
     changed = open_source(DataOptions(str(tmp_path / "d"), image_size=12, holdout=0.2))
     with pytest.raises(DcondError, match="folder changed"):

@@ -157,4 +157,4 @@ def test_a_folder_without_test_split_is_measured_on_held_out_images_only(tmp_pat
     assert art.section["evaluated_on"] == "holdout" and art.section["train_images"] == 27
     assert load_file(out / "stats.safetensors")["count"].tolist() == [9, 9, 9]
     _, _, train = load_for_teacher(DataOptions(""), art.dataset)  # what select and synthesize draw from
-    assert not {p.relative_to(folder).as_posix() for p in train.paths} & set(held)
+    assert not {p.relative_to(folder).as_posix() for p in train.files} & set(held)

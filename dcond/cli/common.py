@@ -16,13 +16,15 @@ from dcond.errors import DcondError
 from dcond.validate import MAX_SEED
 
 Data = Annotated[str, typer.Option("--data", help="Dataset: fashion-mnist, mnist, cifar10, cifar100, an ImageFolder "
-                                                  "directory, or a dcond images artifact.")]
+                                                  "directory, a dcond images artifact, or a Hugging Face dataset "
+                                                  "hf:PATH_OR_NAME[:CONFIG][,image=COLUMN][,label=COLUMN] (saved "
+                                                  "with save_to_disk, parquet, or a Hub name in the local cache).")]
 DataRoot = Annotated[Optional[Path], typer.Option(
     "--data-root", help="Where named datasets live (default: $DCOND_DATA_ROOT or ~/.cache/dcond/datasets).")]
 Download = Annotated[bool, typer.Option("--download", help="Download a named dataset with torchvision if missing.")]
 ImageSize = Annotated[Optional[int], typer.Option(
-    "--image-size", help="Side in pixels that ImageFolder images are centre-cropped and resized to (default: the "
-                         "images' own, when they share one square size).")]
+    "--image-size", help="Side in pixels that ImageFolder and Hugging Face images are centre-cropped and resized "
+                         "to (default: the images' own, when they share one square size).")]
 Subset = Annotated[Optional[int], typer.Option("--subset", help="A class-balanced subset of N images (quick runs).")]
 Out = Annotated[Optional[Path], typer.Option("--out", help="Output artifact folder (default: a new one in ./runs).")]
 Force = Annotated[bool, typer.Option("--force", help="Replace an existing output artifact.")]

@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 import torch
 from PIL import Image, ImageOps
@@ -38,44 +39,46 @@ class TensorImages(Dataset):
 
 class FileImages(Dataset):
     """Image files decoded on demand, centre-cropped to a square and resized to `size` (with `exact`, files that
-    must already be `size` pixels square: the images inside an artifact)."""
+    must already be `size` pixels square: the images inside an artifact). `files`: paths, or any sequence of
+    files PIL opens (a Hugging Face dataset's encoded images, `dcond.data.hf`)."""
 
-    def __init__(self, paths: Sequence[Path], labels: torch.Tensor, channels: int, size: int, exact: bool = False):
-        self.paths, self.labels, self.channels, self.size = list(paths), labels.long(), channels, size
+    def __init__(self, files: Sequence[Path | IO[bytes]], labels: torch.Tensor, channels: int, size: int,
+                 exact: bool = False):
+        self.files, self.labels, self.channels, self.size = files, labels.long(), channels, size
         self.exact = exact
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.files)
 
     def __getitem__(self, i: int) -> Batch:
-        return decode_image(self.paths[i], self.channels, self.size, self.exact), self.labels[i]
+        return decode_image(self.files[i], self.channels, self.size, self.exact), self.labels[i]
 
     def __getitems__(self, indices: Sequence[int]) -> Batch:
-        images = torch.stack([decode_image(self.paths[i], self.channels, self.size, self.exact) for i in indices])
+        images = torch.stack([decode_image(self.files[i], self.channels, self.size, self.exact) for i in indices])
         return images, self.labels[torch.as_tensor(indices)]
 
     def take(self, indices: torch.Tensor) -> "FileImages":
-        return FileImages([self.paths[i] for i in indices.tolist()], self.labels[indices], self.channels, self.size,
+        return FileImages([self.files[i] for i in indices.tolist()], self.labels[indices], self.channels, self.size,
                           self.exact)
 
 
 ImageDataset = TensorImages | FileImages
 
 
-def decode_image(path: Path, channels: int, size: int, exact: bool = False) -> torch.Tensor:
+def decode_image(file: Path | IO[bytes], channels: int, size: int, exact: bool = False) -> torch.Tensor:
     """A uint8 C×H×W image; a file whose header declares more pixels than PIL's bound (a decompression bomb)
     is refused before it is decoded."""
     try:
-        with Image.open(path) as img:
+        with Image.open(file) as img:
             if exact and img.size != (size, size):
-                raise DcondError(f"image {path} is {img.size[0]}×{img.size[1]} pixels; the artifact's images are "
+                raise DcondError(f"image {file} is {img.size[0]}×{img.size[1]} pixels; the artifact's images are "
                                  f"{size}×{size}")
             img = img.convert("L" if channels == 1 else "RGB")
             if img.size != (size, size):
                 img = ImageOps.fit(img, (size, size), Image.Resampling.BILINEAR)
             data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:  # PIL's ways of saying "damaged"
-        raise DcondError(f"cannot read image {path}: {e}") from None
+        raise DcondError(f"cannot read image {file}: {e}") from None
     return data.view(size, size, channels).permute(2, 0, 1).contiguous()
 
 

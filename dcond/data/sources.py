@@ -1,4 +1,5 @@
-"""Resolve `--data` to a dataset: a registered name, an ImageFolder directory, or a dcond images artifact."""
+"""Resolve `--data` to a dataset: a registered name, a Hugging Face dataset (`hf:…`), an ImageFolder directory,
+or a dcond images artifact."""
 
 from dataclasses import replace
 from pathlib import Path
@@ -6,7 +7,7 @@ from typing import Protocol
 
 from dcond.config import DataOptions
 from dcond.data.images import ImageDataset, balanced_subset
-from dcond.spec import DatasetSpec
+from dcond.spec import DatasetSpec, same_source
 from dcond.errors import DcondError
 from dcond.registry import Registry
 
@@ -15,6 +16,7 @@ from dcond.registry import Registry
 class Source(Protocol):
     spec: DatasetSpec
     eval_split: str | None  # the split models are measured on ("test", "val", "holdout"); None: there is none
+    # (a source with a "holdout" split also names its held-out images, in `held_names`)
 
     def split(self, name: str) -> ImageDataset: ...
 
@@ -27,6 +29,10 @@ def open_source(opts: DataOptions, recorded: DatasetSpec | None = None) -> Sourc
     estimating its normalisation again."""
     if opts.data in DATASETS:
         return DATASETS.get(opts.data)(opts)
+    if opts.data.startswith("hf:"):
+        from dcond.data.hf import HFDataset
+
+        return HFDataset(opts.data, opts.image_size, opts.holdout, recorded)
     path = Path(opts.data)
     if path.is_dir():
         from dcond.data.folder import ArtifactImages, ImageFolder
@@ -34,7 +40,7 @@ def open_source(opts: DataOptions, recorded: DatasetSpec | None = None) -> Sourc
         return ArtifactImages(path) if (path / "dcond.json").exists() else \
             ImageFolder(path, opts.image_size, opts.holdout, recorded)
     raise DcondError(f"unknown dataset '{opts.data}': neither a registered name "
-                     f"({', '.join(DATASETS.names())}) nor a directory")
+                     f"({', '.join(DATASETS.names())}), hf:PATH_OR_NAME, nor a directory")
 
 
 def load_split(opts: DataOptions, split: str, source: Source | None = None) -> tuple[DatasetSpec, ImageDataset]:
@@ -61,6 +67,10 @@ def load_eval_split(opts: DataOptions, source: Source | None = None) -> tuple[Da
 def recorded_data(spec: DatasetSpec) -> str:
     """The `--data` value that reopens the dataset a spec was made from."""
     src = spec.source
+    if src.get("type") == "hf":
+        from dcond.data.hf import HFRef
+
+        return str(HFRef.from_source(src))
     data = src.get("name") if src.get("type") == "builtin" else src.get("path")
     if not data:
         raise DcondError(f"the artifact does not record where dataset '{spec.name}' came from; pass --data")
@@ -84,8 +94,8 @@ def reopen(opts: DataOptions, spec: DatasetSpec) -> tuple[DataOptions, Source]:
 def check_same_split(recorded: DatasetSpec, now: DatasetSpec) -> None:
     """Refuse data whose held-out images are not those the artifact recorded (the folder changed since)."""
     was, is_ = recorded.source.get("holdout"), now.source.get("holdout")
-    if was and is_ and recorded.source.get("path") == now.source.get("path") and was["sha256"] != is_["sha256"]:
-        raise DcondError(f"the images held out of {now.source['path']} are not those recorded when the artifact "
+    if was and is_ and same_source(recorded.source, now.source) and was["sha256"] != is_["sha256"]:
+        raise DcondError(f"the images held out of {recorded_data(now)} are not those recorded when the artifact "
                          f"was made ({was['count']} files then, {is_['count']} now): the folder changed, so the "
                          "held-out split may hold images a model was trained on")
 

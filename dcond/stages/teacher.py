@@ -46,8 +46,7 @@ def train_teacher(data: DataOptions, cfg: TeacherConfig, out: Path | None = None
         info(f"{split} top-1 {metrics['top1']:.4f} on {metrics['samples']} images of {spec.name}")
         w.save_tensors(WEIGHTS_FILE, state_tensors(model))
         if split == "holdout":  # which images were kept from training, to be checked by whoever evaluates later
-            root = Path(spec.source["path"])
-            w.write_json(HOLDOUT_FILE, [p.relative_to(root).as_posix() for p in test_set.paths])
+            w.write_json(HOLDOUT_FILE, source.held_names)
         has_stats = bool(stat_layers(model))
         if has_stats:  # as the teacher saw its training images: with its training augmentation
             gen = torch.Generator().manual_seed(cfg.seed)
