@@ -8,10 +8,11 @@ import torch.nn.functional as F
 import zstandard
 
 import dcond.compression.layout as layout
+import dcond.compression.lowrank as lowrank
 from conftest import TINY_MODEL
 from dcond.artifact import ArtifactWriter, open_artifact, verify
 from dcond.bank import open_bank
-from dcond.compression.quantize import dequantize
+from dcond.compression.quantize import Quantize, dequantize
 from dcond.errors import DcondError
 from dcond.stages.compress import CompressConfig, compress_labels
 from dcond.stages.relabel import RelabelConfig, relabel
@@ -51,7 +52,7 @@ def test_prune_keeps_exactly_the_requested_fraction_and_replays_only_kept_batche
     assert info["epochs"] is None and info["chain"][0] | {"seed": None} == {
         "method": "prune", "keep": 0.4, "pick": pick, "batches": kept, "of": EPOCHS * BATCHES, "seed": None}
     if pick == "first":  # the released code: ⌊0.4 · 6 epochs · 4 full batches⌋ = 9, chronologically, short ones dropped
-        pool = load_file(out / "bank" / "labels.safetensors")["pool"].tolist()
+        pool = load_file(out / "bank" / "shared.safetensors")["pool"].tolist()
         assert pool == [0, 1, 2, 3, 5, 6, 7, 8, 10]
     source = {tuple(v.order.tolist()): lg for v, lg in read_all(bank)}
     replayed = read_all(out, epochs=20)
@@ -103,15 +104,11 @@ def test_lowrank_error_is_the_singular_value_tail(bank, tmp_path):
 
 @pytest.mark.parametrize("dtype, step", [("int8", 1 / 254), ("float16", 2**-11), ("bfloat16", 2**-8)])
 def test_quantize_error_is_within_half_a_step(dtype, step):
-    from dcond.compression.work import Work
-    from dcond.compression.quantize import compress as quantize
-
     x = torch.randn(50, 7) * torch.logspace(-3, 2, 50)[:, None]
     x[3] = 0
-    work = Work({}, [], [], tensors={"logits": x, "indices": torch.arange(50, dtype=torch.int16)})
-    quantize(work, {"dtype": dtype})
-    back = dequantize(work.tensors)
-    assert torch.equal(back["indices"], work.tensors["indices"]) and back["logits"][3].eq(0).all()
+    indices = torch.arange(50, dtype=torch.int16)
+    back = dequantize(Quantize({}, {"dtype": dtype})({"logits": x, "indices": indices}))
+    assert torch.equal(back["indices"], indices) and back["logits"][3].eq(0).all()
     assert ((back["logits"] - x).abs() <= x.abs().amax(1, keepdim=True) * step * 1.01 + 1e-30).all()
 
 
@@ -125,7 +122,9 @@ def test_manifest_records_chain_sizes_ratio_and_kl(bank, tmp_path):
                                          if n.startswith("bank/"))
     assert info["bytes"] == sum(e["size"] for n, e in art.files.items() if n.startswith("bank/"))
     assert info["ratio"] == pytest.approx(info["original_bytes"] / info["bytes"]) and info["ratio"] > 4
-    assert set(info["files"]) == {"labels"} and info["files"]["labels"]["name"].endswith(".zst")
+    parts = info["files"]["parts"]
+    assert set(info["files"]) == {"shared", "parts"} and len(parts) == 1 and parts[0]["batches"] == EPOCHS * BATCHES
+    assert all(f["name"].endswith(".zst") for f in (info["files"]["shared"], parts[0]["labels"]))
     (orig, _), (back, _) = rows(read_all(bank)), rows(read_all(out))
     kl = F.kl_div(F.log_softmax(back / T, 1), F.log_softmax(orig / T, 1), log_target=True, reduction="batchmean")
     assert info["kl"] == pytest.approx(float(kl), rel=1e-4, abs=1e-7) and info["kl"] > 0
@@ -136,7 +135,7 @@ def test_manifest_records_chain_sizes_ratio_and_kl(bank, tmp_path):
 def test_views_are_drawn_again_from_the_seed_or_else_stored(bank, tmp_path, monkeypatch):
     source = read_all(bank)
     drawn = compress(bank, tmp_path, name="drawn", method="topk", k=2)
-    assert open_artifact(drawn).section["bank"]["views_from_seed"] and not (drawn / "bank/views.safetensors").exists()
+    assert open_artifact(drawn).section["bank"]["views_from_seed"] and not list((drawn / "bank").glob("views-*"))
     real = layout.drawn_views
     monkeypatch.setattr(layout, "drawn_views", lambda info, size, e: real(info | {"seed": info["seed"] + 1}, size, e))
     stored = compress(bank, tmp_path, name="stored", method="topk", k=2)
@@ -146,6 +145,24 @@ def test_views_are_drawn_again_from_the_seed_or_else_stored(bank, tmp_path, monk
         for (a, _), (b, _) in zip(source, read_all(path)):
             assert all(torch.equal(x, y) for x, y in zip(a.tensors().values(), b.tensors().values()))
 
+
+
+@pytest.mark.parametrize("chain, options", [("topk", {"k": 1}), ("prune+quantize", {"keep": 0.5, "pick": "random"}),
+                                            ("lowrank+quantize", {"energy": 0.9})])
+def test_a_bank_streamed_in_parts_and_passes_reads_back_as_one_written_whole(bank, tmp_path, monkeypatch, chain,
+                                                                             options):
+    """compress-labels holds a part at a time (and lowrank sums a few images per pass): the stored bank replays
+    the same labels as one written in a single part and a single pass, and records the same KL."""
+    whole = compress(bank, tmp_path, name="whole", method=chain, **options)
+    monkeypatch.setattr(layout, "PART_ROWS", 7)  # parts of 2 batches
+    monkeypatch.setattr(lowrank, "MAX_FIT_BYTES", 5 * 4 * EPOCHS * 3)  # 5 images per pass
+    parts = compress(bank, tmp_path, name="parts", method=chain, **options)
+    a, b = open_artifact(whole).section["bank"], open_artifact(parts).section["bank"]
+    assert len(a["files"]["parts"]) == 1 and len(b["files"]["parts"]) == -(-a["chain"][0].get("batches", 30) // 2)
+    assert b["kl"] == pytest.approx(a["kl"], rel=1e-4, abs=1e-7)
+    for (va, la), (vb, lb) in zip(read_all(whole), read_all(parts), strict=True):
+        assert torch.equal(va.order, vb.order)
+        torch.testing.assert_close(la, lb, atol=0.02, rtol=0)  # int8 scales per part row: within a step
 
 @pytest.mark.parametrize("chain, options", [
     ("prune", {"keep": 0.5}), ("topk", {}), ("lowrank", {"energy": 0.95}), ("quantize", {"zstd_level": 3}),
@@ -173,12 +190,12 @@ def reseal(path, name, data, out):
 
 def test_zstd_frames_that_expand_too_far_or_are_truncated_are_refused(bank, tmp_path):
     out = compress(bank, tmp_path, method="quantize", zstd_level=3)
-    entry = open_artifact(out).section["bank"]["files"]["labels"]
+    entry = open_artifact(out).section["bank"]["files"]["parts"][0]["labels"]
     frame = (out / entry["name"]).read_bytes()
     bomb = zstandard.ZstdCompressor().compress(bytes(entry["raw_bytes"] + 10**6))
     for name, data, error in (("bomb", bomb, "expand to .* past the"), ("cut", frame[:-8], "truncated or corrupt")):
         with pytest.raises(DcondError, match=error):
-            open_bank(open_artifact(reseal(out, entry["name"], data, tmp_path / name)))
+            read_all(reseal(out, entry["name"], data, tmp_path / name), epochs=1)  # a part is read when replayed
 
 
 def test_bad_requests_are_clear_errors(bank, tmp_path):

@@ -85,7 +85,7 @@ def test_imported_sre2l_bank_replays_the_views_it_was_made_on(sre2l_bank, shared
         for x, stored, _ in replay.epoch(e):
             torch.testing.assert_close(ensemble_logits([teacher], x, CPU), stored, atol=2e-2, rtol=2e-3)
     small = compress_labels(out, CompressConfig(method="prune+topk", keep=0.5, k=1), tmp_path / "small")
-    assert (small / "bank/views.safetensors").exists()  # no seed draws an imported bank's views again
+    assert (small / "bank/views-00000.safetensors").exists()  # no seed draws an imported bank's views again
     train_student(small, StudentConfig(model_options={"width": 8, "depth": 2}, epochs=2, evaluate=False),
                   tmp_path / "student")
 

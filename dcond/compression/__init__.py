@@ -2,17 +2,20 @@
 
 A chain runs in three phases, each method in its own: which batches are kept (`prune`), how their labels
 are coded (`topk` or `lowrank`; plain logits otherwise), and how the remaining floats are stored
-(`quantize`; float16 otherwise). METHODS maps a name to its phase and its `compress(work, options)`, which
-changes a `Work` (dcond.compression.work) in place and returns what the manifest records about it. A
-coding also registers a decoder in CODINGS, which turns the stored tensors back into logits at train time. A
-new method is one module here plus its name in METHODS below.
+(`quantize`; float16 otherwise). The bank streams through the chain: its kept batches are coded and written
+a part at a time (`layout`), so memory does not grow with the bank's epochs.
+
+METHODS maps a name to its phase and `make(info, options)`, which builds that phase's step from the source
+bank's manifest section and the stage's options: a `Pick` (the kept batches), a `Coder` or a `Store`. A
+coding also registers a decoder in CODINGS, which turns the stored tensors back into logits at train time.
+A new method is one module here plus its name in METHODS below.
 
 The compressed bank's files and its reader are in `layout`.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dcond.errors import DcondError
 from dcond.registry import Registry
@@ -20,26 +23,51 @@ from dcond.registry import Registry
 if TYPE_CHECKING:  # only named in types: this module stays light (see dcond.registry)
     import torch
 
-    from dcond.compression.work import Work
+    from dcond.bank import BankBatch
 
 PICK, CODE, STORE = range(3)  # the phases of a chain, in the order they run
+Tensors = dict[str, "torch.Tensor"]
+
+
+@dataclass(frozen=True)
+class Pick:
+    ids: list[int]  # the kept batches, as epoch · batches_per_epoch(info) + batch, ascending
+    record: dict[str, Any]  # what the manifest records about the step
+
+
+class Coder(Protocol):
+    coding: str  # the name of its decoder in CODINGS
+    record: dict[str, Any]  # what the manifest records about the step (after `fit`)
+
+    def fit(self, kept: Callable[[], Iterator["BankBatch"]]) -> Tensors:
+        """The tensors every part shares (per image), from passes over the kept batches (`kept()` starts one)."""
+
+    def encode(self, batches: list["BankBatch"]) -> Tensors:
+        """The tensors of one part: the labels of its views, in order."""
+
+
+class Store(Protocol):
+    record: dict[str, Any]
+
+    def __call__(self, tensors: Tensors) -> Tensors:
+        """The tensors as they are written."""
 
 
 @dataclass(frozen=True)
 class Method:
     phase: int
-    compress: Callable[["Work", dict[str, Any]], dict[str, Any]]
+    make: Callable[[dict[str, Any], dict[str, Any]], Any]  # (bank section, options) -> Pick | Coder | Store
 
 
-# decode(tensors as float32, bank section, rows of the stored views, the images they show) -> logits
-Decoder = Callable[[dict[str, "torch.Tensor"], dict[str, Any], slice, "torch.Tensor"], "torch.Tensor"]
+# decode(tensors as float32: a part's and the shared ones, bank section, rows of the part's views, the images
+# they show) -> logits
+Decoder = Callable[[Tensors, dict[str, Any], slice, "torch.Tensor"], "torch.Tensor"]
 
 METHODS: Registry[Method] = Registry("label-compression method",
                                      {name: f"dcond.compression.{name}" for name in ("prune", "topk", "lowrank",
                                                                                      "quantize")})
 CODINGS: Registry[Decoder] = Registry("label coding", {name: f"dcond.compression.{name}"
-                                                       for name in ("topk", "lowrank")})
-CODINGS.register("logits")(lambda t, info, rows, order: t["logits"][rows])
+                                                       for name in ("logits", "topk", "lowrank")})
 
 
 def parse_chain(spec: str) -> list[str]:
@@ -60,3 +88,9 @@ def record(info: dict[str, Any], method: str) -> dict[str, Any]:
 
 def batches_per_epoch(info: dict[str, Any]) -> int:
     return -(-info["num_images"] // info["batch_size"])
+
+
+def batch_rows(batch_id: int, info: dict[str, Any]) -> int:
+    """How many views a batch holds (an epoch's last batch may be short)."""
+    nb, size = batches_per_epoch(info), info["batch_size"]
+    return info["num_images"] - (nb - 1) * size if batch_id % nb == nb - 1 else size

@@ -9,32 +9,66 @@ smallest r whose singular values hold the share `--energy E` of Σ σ² (capped 
 Bound (Eckart–Young): ‖(Z − μ) − U_r S_r V_rᵀ‖²_F = Σ_{j>r} σ_j², which `--energy E` keeps below
 (1 − E) · ‖Z − μ‖²_F (plus the rounding of the stored factors).
 
-Stored: `mean` (images × K), `basis` (images × r_max × K, zero past an image's rank) and `coeffs`
-(r_max × views: one row per component, so int8 quantisation scales each component once).
+The bank streams through twice: first each image's views, a chunk of images at a time (one pass each, so that
+the chunk's logits stay within MAX_FIT_BYTES, each image being shown at most once an epoch), to factor them;
+then each part's coefficients, (z − μ) · basisᵀ.
+
+Stored: `mean` (images × K) and `basis` (images × r_max × K, zero past an image's rank), shared by every
+part, and per part `coeffs` (r_max × views: one row per component, so int8 quantisation scales each
+component once).
 """
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
-from dcond.compression import CODE, CODINGS, METHODS, Method
-from dcond.compression.work import Work
+from dcond.bank import BankBatch
+from dcond.compression import CODE, CODINGS, METHODS, Method, Tensors
+
+MAX_FIT_BYTES = 512 << 20  # the float32 logits of the images factored in one pass
 
 
-def compress(work: Work, options: dict[str, Any]) -> dict[str, Any]:
-    logits, order = work.logits, work.order
-    images, classes = work.info["num_images"], work.info["num_classes"]
-    factors = {i: factor(logits[order == i], options["rank"], options["energy"]) for i in order.unique().tolist()}
-    width = max(len(basis) for _, _, basis in factors.values())
-    mean, basis = torch.zeros(images, classes), torch.zeros(images, width, classes)
-    coeffs = torch.zeros(width, len(order))
-    for i, (mu, c, v) in factors.items():
-        mean[i], basis[i, : len(v)] = mu, v
-        coeffs[: len(v), order == i] = c.T
-    work.coding, work.tensors = "lowrank", {"mean": mean, "basis": basis, "coeffs": coeffs}
-    ranks = [len(v) for _, _, v in factors.values()]
-    return {"rank": options["rank"], "energy": options["energy"], "mean_rank": sum(ranks) / len(ranks),
-            "max_rank": width}
+class LowRank:
+    coding = "lowrank"
+
+    def __init__(self, info: dict[str, Any], options: dict[str, Any]):
+        self.rank, self.energy = options["rank"], options["energy"]
+        self.images, self.classes = info["num_images"], info["num_classes"]
+        self.chunk = max(1, MAX_FIT_BYTES // (4 * info["epochs"] * self.classes))
+        self.ranks: list[int] = []
+
+    def fit(self, kept) -> Tensors:
+        self.mean = torch.zeros(self.images, self.classes)
+        bases = [torch.zeros(0, self.classes)] * self.images
+        for start in range(0, self.images, self.chunk):
+            for i, z in self._views(kept(), start, min(self.images, start + self.chunk)):
+                self.mean[i], _, bases[i] = factor(z, self.rank, self.energy)
+                self.ranks.append(len(bases[i]))
+        width = max(len(b) for b in bases)
+        self.basis = torch.stack([torch.cat([b, b.new_zeros(width - len(b), self.classes)]) for b in bases])
+        return {"mean": self.mean, "basis": self.basis}
+
+    @staticmethod
+    def _views(batches, start: int, stop: int) -> Iterator[tuple[int, torch.Tensor]]:
+        """Each image of `start` … `stop` that has kept views, with their logits (views × K)."""
+        images, logits = [], []
+        for batch in batches:
+            mine = (batch.views.order >= start) & (batch.views.order < stop)
+            images.append(batch.views.order[mine].long())
+            logits.append(batch.logits[mine])
+        images, logits = torch.cat(images), torch.cat(logits)
+        for i in images.unique().tolist():
+            yield i, logits[images == i]
+
+    def encode(self, batches: list[BankBatch]) -> Tensors:
+        logits, order = torch.cat([b.logits for b in batches]), torch.cat([b.views.order for b in batches]).long()
+        return {"coeffs": torch.einsum("nk,nrk->rn", logits - self.mean[order], self.basis[order])}
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return {"rank": self.rank, "energy": self.energy, "mean_rank": sum(self.ranks) / max(1, len(self.ranks)),
+                "max_rank": self.basis.shape[1]}
 
 
 def factor(z: torch.Tensor, rank: int | None, energy: float | None) -> tuple[torch.Tensor, torch.Tensor,
@@ -50,8 +84,8 @@ def factor(z: torch.Tensor, rank: int | None, energy: float | None) -> tuple[tor
 
 
 @CODINGS.register("lowrank")
-def decode(t: dict[str, torch.Tensor], info: dict[str, Any], rows: slice, order: torch.Tensor) -> torch.Tensor:
+def decode(t: Tensors, info: dict[str, Any], rows: slice, order: torch.Tensor) -> torch.Tensor:
     return t["mean"][order] + torch.einsum("rn,nrk->nk", t["coeffs"][:, rows], t["basis"][order])
 
 
-METHODS.register("lowrank")(Method(CODE, compress))
+METHODS.register("lowrank")(Method(CODE, LowRank))

@@ -13,25 +13,23 @@ from typing import Any
 
 import torch
 
-from dcond.compression import PICK, METHODS, Method, batches_per_epoch
-from dcond.compression.work import Work
+from dcond.compression import PICK, METHODS, Method, Pick, batches_per_epoch
 from dcond.data.augment import epoch_generator
 
 
-
-def prune(work: Work, options: dict[str, Any]) -> dict[str, Any]:
-    total = len(work.ids)
+def pick(info: dict[str, Any], options: dict[str, Any]) -> Pick:
+    """The kept batches, chosen from the bank's shape alone (before any label is read)."""
+    nb = batches_per_epoch(info)
+    total = info["epochs"] * nb
     if options["pick"] == "random":
         kept = max(1, round(options["keep"] * total))
         chosen = sorted(torch.randperm(total, generator=torch.Generator().manual_seed(options["seed"]))[:kept].tolist())
     else:
-        nb, info = batches_per_epoch(work.info), work.info
-        full = [p for p, i in enumerate(work.ids) if info["num_images"] % info["batch_size"] == 0 or i % nb != nb - 1]
+        full = [i for i in range(total) if info["num_images"] % info["batch_size"] == 0 or i % nb != nb - 1]
         full = full or list(range(total))  # every batch is short: keep from all of them
         chosen = full[: max(1, int(options["keep"] * len(full)))]
-    work.keep(chosen)
-    return {"keep": options["keep"], "pick": options["pick"], "batches": len(chosen), "of": total,
-            "seed": options["seed"]}
+    return Pick(chosen, {"keep": options["keep"], "pick": options["pick"], "batches": len(chosen), "of": total,
+                         "seed": options["seed"]})
 
 
 def draw(pool: int, steps: int, seed: int, epoch: int) -> list[int]:
@@ -39,4 +37,4 @@ def draw(pool: int, steps: int, seed: int, epoch: int) -> list[int]:
     return torch.randint(pool, (steps,), generator=epoch_generator(seed, epoch)).tolist()
 
 
-METHODS.register("prune")(Method(PICK, prune))
+METHODS.register("prune")(Method(PICK, pick))

@@ -10,15 +10,27 @@ from typing import Any
 
 import torch
 
-from dcond.compression import METHODS, STORE, Method
-from dcond.compression.work import Work
+from dcond.compression import METHODS, STORE, Method, Tensors
 
 SCALE = ".scale"
 
 
-def compress(work: Work, options: dict[str, Any]) -> dict[str, Any]:
-    work.tensors = dict(part for name, x in work.tensors.items() for part in _stored(name, x, options["dtype"]))
-    return {"dtype": options["dtype"]}
+class Quantize:
+    def __init__(self, info: dict[str, Any], options: dict[str, Any]):
+        self.dtype = options["dtype"]
+        self.record = {"dtype": self.dtype}
+
+    def __call__(self, tensors: Tensors) -> Tensors:
+        return dict(part for name, x in tensors.items() for part in _stored(name, x, self.dtype))
+
+
+class Float16:
+    """What a chain without quantize stores: floats as float16, as relabel stores logits."""
+
+    record: dict[str, Any] = {}
+
+    def __call__(self, tensors: Tensors) -> Tensors:
+        return {k: v.half() if v.dtype == torch.float32 else v for k, v in tensors.items()}
 
 
 def _stored(name: str, x: torch.Tensor, dtype: str) -> list[tuple[str, torch.Tensor]]:
@@ -45,4 +57,4 @@ def dequantize(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-METHODS.register("quantize")(Method(STORE, compress))
+METHODS.register("quantize")(Method(STORE, Quantize))

@@ -18,26 +18,40 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from dcond.compression import CODE, CODINGS, METHODS, Method, record
-from dcond.compression.work import Work
+from dcond.bank import BankBatch
+from dcond.compression import CODE, CODINGS, METHODS, Method, Tensors, record
 from dcond.errors import DcondError
 
 _MIN_MASS = 1e-12  # a mass is floored before its log is taken (rounding can leave it ≤ 0; "none" stays finite)
 
 
-def compress(work: Work, options: dict[str, Any]) -> dict[str, Any]:
-    k, classes = options["k"], work.info["num_classes"]
-    if k >= classes:
-        raise DcondError(f"--k {k} keeps every class; the bank has {classes}, so use --k {classes - 1} or less")
-    if classes > torch.iinfo(torch.int16).max:
-        raise DcondError(f"topk stores class indices as int16; the bank has {classes} classes")
-    values, indices = F.log_softmax(work.logits / work.info["temperature"], 1).topk(k, 1)
-    work.coding, work.tensors = "topk", {"values": values, "indices": indices.to(torch.int16)}
-    return {"k": k, "fill": options["fill"]}
+class TopK:
+    coding = "topk"
+
+    def __init__(self, info: dict[str, Any], options: dict[str, Any]):
+        self.k, self.fill, self.temperature = options["k"], options["fill"], info["temperature"]
+        classes = info["num_classes"]
+        if self.k >= classes:
+            raise DcondError(f"--k {self.k} keeps every class; the bank has {classes}, so use --k {classes - 1} or "
+                             "less")
+        if classes > torch.iinfo(torch.int16).max:
+            raise DcondError(f"topk stores class indices as int16; the bank has {classes} classes")
+
+    def fit(self, kept) -> Tensors:
+        return {}
+
+    def encode(self, batches: list[BankBatch]) -> Tensors:
+        logits = torch.cat([b.logits for b in batches])
+        values, indices = F.log_softmax(logits / self.temperature, 1).topk(self.k, 1)
+        return {"values": values, "indices": indices.to(torch.int16)}
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return {"k": self.k, "fill": self.fill}
 
 
 @CODINGS.register("topk")
-def decode(t: dict[str, torch.Tensor], info: dict[str, Any], rows: slice, order: torch.Tensor) -> torch.Tensor:
+def decode(t: Tensors, info: dict[str, Any], rows: slice, order: torch.Tensor) -> torch.Tensor:
     values, indices = t["values"][rows].float(), t["indices"][rows].long()
     classes, k = info["num_classes"], values.shape[1]
     fill_rule = record(info, "topk")["fill"]
@@ -51,4 +65,4 @@ def decode(t: dict[str, torch.Tensor], info: dict[str, Any], rows: slice, order:
     return fill.expand(len(values), classes).scatter(1, indices, values) * info["temperature"]
 
 
-METHODS.register("topk")(Method(CODE, compress))
+METHODS.register("topk")(Method(CODE, TopK))
