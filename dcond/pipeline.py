@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
+from typer.core import TyperCommand, TyperOption
 
 from dcond import __version__
 from dcond.artifact import MANIFEST, open_artifact
@@ -73,7 +73,7 @@ class Pipeline:
         return [dict(zip(names, values)) for values in itertools.product(*self.matrix.values())]
 
 
-def load_pipeline(path: Path, commands: dict[str, click.Command]) -> Pipeline:
+def load_pipeline(path: Path, commands: dict[str, TyperCommand]) -> Pipeline:
     """Parse and check a pipeline file: unknown stages, unknown arguments and missing inputs are reported
     with their line, before anything runs."""
     if not path.is_file():
@@ -103,7 +103,7 @@ def load_pipeline(path: Path, commands: dict[str, click.Command]) -> Pipeline:
     return Pipeline(path, str(data.get("pipeline", {}).get("name", path.stem)), matrix, stages)
 
 
-def _check_stage(path: Path, stage: Stage, commands: dict[str, click.Command], earlier: list[str],
+def _check_stage(path: Path, stage: Stage, commands: dict[str, TyperCommand], earlier: list[str],
                  matrix: dict[str, list]) -> None:
     def fail(why: str, key: str | None = None) -> DcondError:
         return DcondError(f"{path}:{stage.key_lines.get(key, stage.line)}: stage '{stage.name}': {why}")
@@ -134,11 +134,11 @@ def _check_stage(path: Path, stage: Stage, commands: dict[str, click.Command], e
         raise fail(f"{stage.run} needs an input, and no stage comes before it", "input")
 
 
-def _options(command: click.Command) -> dict[str, click.Parameter]:
+def _options(command: TyperCommand) -> dict[str, TyperOption]:
     return {opt: p for p in command.params if p.param_type_name == "option" for opt in p.opts + p.secondary_opts}
 
 
-def _takes_input(command: click.Command) -> bool:
+def _takes_input(command: TyperCommand) -> bool:
     return any(p.param_type_name == "argument" for p in command.params)
 
 
@@ -153,7 +153,7 @@ def _substitute(value: Any, row: dict[str, Any]) -> Any:
     return _VAR.sub(lambda m: str(row[m.group(1)]), value)
 
 
-def _argv(command: click.Command, args: dict[str, Any]) -> list[str]:
+def _argv(command: TyperCommand, args: dict[str, Any]) -> list[str]:
     """Command-line words for `args`: booleans as --x/--no-x, lists as repeated options or one n-ary one."""
     options, words = _options(command), []
     for key, value in args.items():
@@ -202,7 +202,7 @@ class StageRun:
     input: str | None = None  # the artifact it read
 
 
-def run_pipeline(pipe: Pipeline, commands: dict[str, click.Command], cache: Path,
+def run_pipeline(pipe: Pipeline, commands: dict[str, TyperCommand], cache: Path,
                  jobs: int = 1) -> list[dict[str, Any]]:
     """Run every row of the matrix; returns, per row, its matrix values and its stages' runs. With `jobs` > 1,
     up to that many stages whose inputs are ready run side by side (the rows of the matrix; the students of one
@@ -257,7 +257,7 @@ class _Once:
 
 
 def _stage_when_ready(stage: Stage, source: str | None, row: dict[str, Any], earlier: dict[str, Future],
-                      commands: dict[str, click.Command], cache: Path, once: _Once) -> "StageRun":
+                      commands: dict[str, TyperCommand], cache: Path, once: _Once) -> "StageRun":
     """Wait for the earlier stages this one reads (its input and its @-arguments), then run it."""
     args = {k: _substitute(v, row) for k, v in stage.args.items()}
     source = _substitute(source, row) if _takes_input(commands[stage.run]) else None
@@ -278,14 +278,14 @@ def _references(value: Any) -> set[str]:
     return {value[1:]} if isinstance(value, str) and value.startswith("@") else set()
 
 
-def _run_stage(stage: Stage, command: click.Command, input_path: str | None, args: dict[str, Any],
+def _run_stage(stage: Stage, command: TyperCommand, input_path: str | None, args: dict[str, Any],
                cache: Path, once: _Once) -> StageRun:
     key = hashlib.sha256(json.dumps({"dcond": __version__, "run": stage.run, "input": _digest_of(input_path),
                                      "args": _digest_of(args)}, sort_keys=True, default=str).encode()).hexdigest()
     return once(key, lambda: _cached_or_run(stage, command, input_path, args, cache, key))
 
 
-def _cached_or_run(stage: Stage, command: click.Command, input_path: str | None, args: dict[str, Any],
+def _cached_or_run(stage: Stage, command: TyperCommand, input_path: str | None, args: dict[str, Any],
                    cache: Path, key: str) -> StageRun:
     evaluates = stage.run == "evaluate"  # evaluate records metrics in its input; it writes no artifact
     out = Path(input_path) if evaluates else cache / f"{stage.name}-{key[:16]}"

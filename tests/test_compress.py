@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import zstandard
 
 import dcond.compression.layout as layout
-import dcond.compression.lowrank as lowrank
+import dcond.compression as compression
 from conftest import TINY_MODEL
 from dcond.artifact import ArtifactWriter, open_artifact, verify
 from dcond.bank import open_bank
@@ -154,8 +154,8 @@ def test_a_bank_streamed_in_parts_and_passes_reads_back_as_one_written_whole(ban
     """compress-labels holds a part at a time (and lowrank sums a few images per pass): the stored bank replays
     the same labels as one written in a single part and a single pass, and records the same KL."""
     whole = compress(bank, tmp_path, name="whole", method=chain, **options)
-    monkeypatch.setattr(layout, "PART_ROWS", 7)  # parts of 2 batches
-    monkeypatch.setattr(lowrank, "MAX_FIT_BYTES", 5 * 4 * EPOCHS * 3)  # 5 images per pass
+    monkeypatch.setattr(compression, "MEMORY_BYTES", 7 * 4 * 3)  # 7 views in memory: parts of 2 batches; lowrank: 1
+    # image per pass
     parts = compress(bank, tmp_path, name="parts", method=chain, **options)
     a, b = open_artifact(whole).section["bank"], open_artifact(parts).section["bank"]
     assert len(a["files"]["parts"]) == 1 and len(b["files"]["parts"]) == -(-a["chain"][0].get("batches", 30) // 2)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # only named in types: this module stays light (see dcond.reg
     from dcond.bank import BankBatch
 
 PICK, CODE, STORE = range(3)  # the phases of a chain, in the order they run
+MEMORY_BYTES = 64 << 20  # the float32 logits compress-labels holds at once (a part; lowrank: a chunk of images)
 Tensors = dict[str, "torch.Tensor"]
 
 
@@ -88,6 +89,12 @@ def record(info: dict[str, Any], method: str) -> dict[str, Any]:
 
 def batches_per_epoch(info: dict[str, Any]) -> int:
     return -(-info["num_images"] // info["batch_size"])
+
+
+def rows_in_memory(info: dict[str, Any]) -> int:
+    """How many views' float32 logits MEMORY_BYTES holds (at least one): what bounds compress-labels' memory
+    whatever the number of epochs."""
+    return max(1, MEMORY_BYTES // (4 * info["num_classes"]))
 
 
 def batch_rows(batch_id: int, info: dict[str, Any]) -> int:

@@ -4,8 +4,9 @@ common `Bank` interface (spec: docs/artifact-format.md).
     bank/shared.safetensors[.zst]       what every part shares: `pool`, the kept batch ids, when pruned, and a
                                         coding's per-image tensors (lowrank's mean and basis); absent when
                                         there is neither
-    bank/labels-00000.safetensors[.zst] part 0: the coded labels of up to PART_ROWS kept views, rows in stored
-                                        order (kept batches by ascending id, each batch's views in order)
+    bank/labels-00000.safetensors[.zst] part 0: the coded labels of the kept views that `rows_in_memory`
+                                        allows (whole batches), rows in stored order (kept batches by
+                                        ascending id, each batch's views in order)
     bank/views-00000.safetensors[.zst]  part 0's `Views`, end to end; absent when they are drawn again from
                                         the bank's seed, which compression checks batch by batch
     …
@@ -33,7 +34,6 @@ from dcond.errors import DcondError
 from dcond.validate import MAX_EPOCHS, MAX_SEED, Fields, tensor
 
 POOL = "pool"
-PART_ROWS = 1 << 16  # views per part file
 
 
 def drawn_views(info: dict[str, Any], image_size: int, epoch: int) -> Views:

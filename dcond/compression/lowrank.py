@@ -9,9 +9,9 @@ smallest r whose singular values hold the share `--energy E` of Σ σ² (capped 
 Bound (Eckart–Young): ‖(Z − μ) − U_r S_r V_rᵀ‖²_F = Σ_{j>r} σ_j², which `--energy E` keeps below
 (1 − E) · ‖Z − μ‖²_F (plus the rounding of the stored factors).
 
-The bank streams through twice: first each image's views, a chunk of images at a time (one pass each, so that
-the chunk's logits stay within MAX_FIT_BYTES, each image being shown at most once an epoch), to factor them;
-then each part's coefficients, (z − μ) · basisᵀ.
+The bank streams through twice: first each image's views, a chunk of images at a time (one pass each, the
+chunk's logits within `rows_in_memory`, each image being shown once an epoch), to factor them; then each
+part's coefficients, (z − μ) · basisᵀ.
 
 Stored: `mean` (images × K) and `basis` (images × r_max × K, zero past an image's rank), shared by every
 part, and per part `coeffs` (r_max × views: one row per component, so int8 quantisation scales each
@@ -24,10 +24,7 @@ from typing import Any
 import torch
 
 from dcond.bank import BankBatch
-from dcond.compression import CODE, CODINGS, METHODS, Method, Tensors
-
-MAX_FIT_BYTES = 512 << 20  # the float32 logits of the images factored in one pass
-
+from dcond.compression import CODE, CODINGS, METHODS, Method, Tensors, rows_in_memory
 
 class LowRank:
     coding = "lowrank"
@@ -35,7 +32,7 @@ class LowRank:
     def __init__(self, info: dict[str, Any], options: dict[str, Any]):
         self.rank, self.energy = options["rank"], options["energy"]
         self.images, self.classes = info["num_images"], info["num_classes"]
-        self.chunk = max(1, MAX_FIT_BYTES // (4 * info["epochs"] * self.classes))
+        self.chunk = max(1, rows_in_memory(info) // info["epochs"])  # images factored in one pass
         self.ranks: list[int] = []
 
     def fit(self, kept) -> Tensors:

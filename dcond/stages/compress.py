@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from dcond.artifact import Artifact, ArtifactWriter, open_artifact
 from dcond.bank import BANK_DIR, Bank, BankBatch, open_bank
-from dcond.compression import CODE, CODINGS, METHODS, PICK, STORE, Coder, Store, Tensors, batches_per_epoch, layout
+from dcond.compression import (CODE, CODINGS, METHODS, PICK, STORE, Coder, Store, Tensors, batches_per_epoch, layout,
+                               rows_in_memory)
 from dcond.compression.logits import Logits
 from dcond.compression.quantize import Float16, dequantize
 from dcond.config import CompressConfig
@@ -66,7 +67,7 @@ def _kept_batches(bank: Bank, kept: list[int]) -> Iterator[tuple[int, BankBatch]
 def _write_parts(writer: layout.Writer, bank: Bank, kept: list[int], coder: Coder, store: Store, shared: Tensors,
                  section: dict[str, Any]) -> float:
     """Code, store and write the kept batches a part at a time; returns the mean KL of the kept views' labels."""
-    decode, t = CODINGS.get(coder.coding), section["temperature"]
+    decode, t, part_rows = CODINGS.get(coder.coding), section["temperature"], rows_in_memory(section)
     kl_sum, views = 0.0, 0
     ids: list[int] = []
     batches: list[BankBatch] = []
@@ -74,7 +75,7 @@ def _write_parts(writer: layout.Writer, bank: Bank, kept: list[int], coder: Code
         for i, (batch_id, batch) in enumerate(_kept_batches(bank, kept)):
             ids.append(batch_id)
             batches.append(batch)
-            if sum(len(b.logits) for b in batches) >= layout.PART_ROWS or i == len(kept) - 1:
+            if sum(len(b.logits) for b in batches) >= part_rows or i == len(kept) - 1:
                 stored = store(coder.encode(batches))
                 writer.part(ids, batches, stored)
                 logits, order = torch.cat([b.logits for b in batches]), torch.cat([b.views.order for b in batches])
