@@ -15,6 +15,7 @@ The compressed bank's files and its reader are in `layout`.
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dcond.errors import DcondError
@@ -40,8 +41,9 @@ class Coder(Protocol):
     coding: str  # the name of its decoder in CODINGS
     record: dict[str, Any]  # what the manifest records about the step (after `fit`)
 
-    def fit(self, kept: Callable[[], Iterator["BankBatch"]]) -> Tensors:
-        """The tensors every part shares (per image), from passes over the kept batches (`kept()` starts one)."""
+    def fit(self, kept: Iterator[tuple[int, "BankBatch"]], scratch: Path) -> Tensors:
+        """The tensors every part shares (per image), from a pass over the kept batches (with their ids); `scratch`
+        is a folder for what does not fit in memory."""
 
     def encode(self, batches: list["BankBatch"]) -> Tensors:
         """The tensors of one part: the labels of its views, in order."""

@@ -13,7 +13,7 @@ class Logits:
     coding = "logits"
     record: dict[str, Any] = {}
 
-    def fit(self, kept) -> Tensors:
+    def fit(self, kept, scratch) -> Tensors:
         return {}
 
     def encode(self, batches: list[BankBatch]) -> Tensors:

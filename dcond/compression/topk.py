@@ -37,7 +37,7 @@ class TopK:
         if classes > torch.iinfo(torch.int16).max:
             raise DcondError(f"topk stores class indices as int16; the bank has {classes} classes")
 
-    def fit(self, kept) -> Tensors:
+    def fit(self, kept, scratch) -> Tensors:
         return {}
 
     def encode(self, batches: list[BankBatch]) -> Tensors:

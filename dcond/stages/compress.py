@@ -43,7 +43,7 @@ def compress_labels(labels: Path, cfg: CompressConfig, out: Path | None = None, 
         if world().is_main:  # the work of one process; under torchrun the other ranks wait for it
             link_images(w, art)
             writer = layout.Writer(w, bank.info, art.dataset.image_size, cfg.zstd_level)
-            shared = store(coder.fit(lambda: (batch for _, batch in _kept_batches(bank, kept))))
+            shared = store(coder.fit(_kept_batches(bank, kept), w.scratch))
             writer.shared(shared | ({layout.POOL: torch.tensor(kept, dtype=torch.int32)} if PICK in steps else {}))
             records = {name: step.record for name, step in steps.values()}
             section = _section(bank.info, cfg, coder.coding, [{"method": n} | records[n] for n in cfg.methods])
