@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # only named in types: this module stays light (see dcond.reg
     from dcond.bank import BankBatch
 
 PICK, CODE, STORE = range(3)  # the phases of a chain, in the order they run
-MEMORY_BYTES = 64 << 20  # the float32 logits compress-labels holds at once (a part; lowrank: a chunk of images)
+MEMORY_BYTES = 16 << 20  # the float32 logits compress-labels holds at once (a part; lowrank: a chunk of images)
 Tensors = dict[str, "torch.Tensor"]
 
 
