@@ -573,7 +573,9 @@ def written_images(w: ArtifactWriter, classes: list[int] | None = None,
     return torch.stack([decode_image(p, spec.channels, spec.image_size) for p in paths]), torch.tensor(labels)
 
 
-PREVIEW_ROWS, PREVIEW_SIDE = 20, 96  # a contact sheet of at most 20 classes, thumbnails of at most 96 pixels
+# a contact sheet of at most 20 classes × 10 thumbnails of at most 80 pixels: at most 3.8 MB of raw RGB pixels,
+# so the PNG stays under 5 MB whatever the images show
+PREVIEW_ROWS, PREVIEW_SIDE = 20, 80
 
 
 def save_preview(w: ArtifactWriter, per_class: int = 10,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from dcond import __version__
+from dcond.artifact import portable
 from dcond.plot import Point, Reference, accuracy_lines, accuracy_vs_bytes
 
 
@@ -67,7 +68,7 @@ def write_report(out: Path, name: str, rows: list[dict[str, Any]], seconds: floa
     report = {"pipeline": name, "dcond_version": __version__,
               "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds": round(seconds, 1),
               "stages_run": sum(not s["cached"] for s in stages), "stages_cached": sum(s["cached"] for s in stages),
-              "rows": rows}
+              "rows": portable(rows, out.resolve())}  # the stages' artifacts relative to the report, as manifests do
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     plots = _plots(out, rows)
     lines = [f"# Pipeline `{name}`", "",

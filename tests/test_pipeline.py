@@ -53,6 +53,7 @@ def test_cache_reruns_only_what_changed(cli, pipeline_file, tmp_path):
     report = Path(first.stdout.strip())
     assert stages_run(report) == ["teacher", "images", "student"]
     assert "| student top1 |" in (report / "report.md").read_text()
+    assert str(tmp_path) not in (report / "report.json").read_text()  # artifacts named relative to the report
     assert cli("run", pipeline_file(), "--cache", tmp_path / "cache").code == 0
     assert stages_run(report) == []
     assert cli("run", pipeline_file(ipc=3), "--cache", tmp_path / "cache").code == 0
