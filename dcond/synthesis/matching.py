@@ -157,7 +157,7 @@ def synthesize_unit(ctx: SynthContext, method: Method, unit: Unit) -> tuple[torc
                 x.copy_(torch.maximum(torch.minimum(x, hi), lo))
             history.append(stat.detach())
             # the gap is read on the host only now and then: each read waits for the GPU to finish the iteration
-            shown = f"BN gap {float(stat):.3f}" if it % SHOW_EVERY == 0 or it == s["iterations"] - 1 else shown
+            shown = f"BN gap {float(history[-1]):.3f}" if it % SHOW_EVERY == 0 or it == s["iterations"] - 1 else shown
             task.advance(1, shown)
     return to_uint8(x.detach(), spec).cpu(), torch.stack(history).tolist() if history else []
 
