@@ -136,6 +136,7 @@ def test_help_shows_values_as_written_not_python_types(cli, monkeypatch, command
     options = {line.lstrip("│ *").split()[0]: line for line in r.stdout.splitlines()
                if line.lstrip("│ *").startswith("--")}
     assert options and not [line for line in options.values() if re.search(r"<[a-z]|list\[|float,", line)]
+    assert not re.search(r"<[a-z]", r.stdout)  # arguments too: `PATH`, not `<path>`
     assert options["--help"].split()[2] == "Show" and options["--json"].split()[2] == "Print"  # flags: no value
     if command == "relabel":
         assert options["--teacher"].lstrip("│ ").startswith("*") and "PATH (repeatable)" in options["--teacher"]

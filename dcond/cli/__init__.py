@@ -4,7 +4,7 @@ import os
 import sys
 
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperArgument, TyperCommand
 
 from dcond import __version__
 from dcond.cli.artifacts import evaluate_cmd, inspect_cmd, verify_cmd
@@ -26,7 +26,16 @@ class _Command(TyperCommand):
         for param in params:
             if param.param_type_name == "option" and param.metavar is None:
                 param.metavar = "" if param.is_flag else _kind(param.display_type(ctx), param.multiple)
+            elif isinstance(param, TyperArgument):  # Typer builds its arguments itself; only their help differs
+                param.__class__ = _Argument
         return params
+
+
+class _Argument(TyperArgument):
+    """An argument whose help shows its kind of value (`PATH`), where Typer would print `<path>`."""
+
+    def display_type_rich(self, ctx) -> str:
+        return _kind(self.display_type(ctx), False)
 
 
 _KINDS = {"int": "N", "int range": "N", "float": "X", "str": "TEXT", "path": "PATH", "Path": "PATH"}

@@ -43,7 +43,7 @@ Flip = Annotated[float, typer.Option("--flip", help="Chance of a left-right flip
 Mix = Annotated[str, typer.Option("--mix", help="cutmix, mixup or none (per batch).")]
 MixProb = Annotated[float, typer.Option("--mix-prob", help="Chance that a batch is mixed.")]
 MixAlpha = Annotated[float, typer.Option("--mix-alpha", help="λ ~ Beta(α, α).")]
-InputArtifact = Annotated[Optional[str], typer.Argument(help="Input artifact folder; '-' or nothing reads its path "
+InputArtifact = Annotated[Optional[Path], typer.Argument(help="Input artifact folder; '-' or nothing reads its path "
                                                              "from stdin.", show_default=False)]
 
 
@@ -58,10 +58,10 @@ def view_config(crop_scale: tuple[float, float], flip: float, mix: str, mix_prob
     return ViewConfig(crop_scale=tuple(crop_scale), flip=flip, mix=mix, mix_prob=mix_prob, mix_alpha=mix_alpha)
 
 
-def input_path(arg: Optional[str]) -> Path:
+def input_path(arg: Optional[Path]) -> Path:
     """The input artifact: the argument, or the last line a previous command printed on stdin."""
-    if arg not in (None, "-"):
-        return Path(arg)
+    if arg is not None and str(arg) != "-":
+        return arg
     if sys.stdin is None or sys.stdin.isatty():
         raise DcondError("no input artifact: give its path, or pipe in the output of another dcond command")
     lines = [line.strip() for line in sys.stdin.read().splitlines() if line.strip()]
