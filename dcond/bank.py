@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import torch
 
 from dcond.artifact import MANIFEST, Artifact, ArtifactWriter
+from dcond.config import LOGIT_DTYPES
 from dcond.data.augment import ViewConfig, Views
 from dcond.errors import DcondError
 from dcond.registry import Registry
@@ -107,7 +108,7 @@ class DenseBank:
         self.art, self.info = art, art.section["bank"]
         if self.info.get("epochs") is None:
             raise DcondError(f"{art.path / MANIFEST}: labels.bank.epochs is missing")
-        Fields(self.info, f"{art.path / MANIFEST}: labels.bank").str("dtype", ("float16", "bfloat16", "float32"))
+        Fields(self.info, f"{art.path / MANIFEST}: labels.bank").str("dtype", LOGIT_DTYPES)
         missing = [e for e in range(self.epochs) if epoch_file(e) not in art.files]
         if missing:
             raise DcondError(f"{art.path}: the bank lists {self.epochs} epochs but its manifest has no "
@@ -134,5 +135,3 @@ def write_epoch(w: ArtifactWriter, epoch: int, views: Views, logits: torch.Tenso
     """One epoch of a dense bank (written atomically, so an epoch file that exists is whole)."""
     w.save_tensors(epoch_file(epoch), views.tensors() | {"logits": logits.to(dtype)})
 
-
-from dcond import compression  # noqa: E402,F401  (registers the compressed encoding)

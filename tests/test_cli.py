@@ -142,7 +142,6 @@ def test_help_shows_values_as_written_not_python_types(cli, monkeypatch, command
         assert options["--teacher"].lstrip("│ ").startswith("*") and "PATH (repeatable)" in options["--teacher"]
 
 
-
 HEAVY = ("torch", "torchvision", "timm", "PIL", "numpy", "safetensors", "matplotlib", "datasets")
 
 
@@ -157,6 +156,7 @@ def test_help_argument_errors_inspect_and_verify_load_no_heavy_library(args, sha
             f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))")
     r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
     assert r.stdout.strip().splitlines()[-1] == "[]", r.stderr
+
 
 def test_empty_stdin(cli):
     assert "no artifact path on stdin" in one_error_line(cli("evaluate"))

@@ -146,7 +146,6 @@ def test_views_are_drawn_again_from_the_seed_or_else_stored(bank, tmp_path, monk
             assert all(torch.equal(x, y) for x, y in zip(a.tensors().values(), b.tensors().values()))
 
 
-
 @pytest.mark.parametrize("chain, options", [("topk", {"k": 1}), ("prune+quantize", {"keep": 0.5, "pick": "random"}),
                                             ("lowrank+quantize", {"energy": 0.9})])
 def test_a_bank_streamed_in_parts_and_passes_reads_back_as_one_written_whole(bank, tmp_path, monkeypatch, chain,
@@ -163,6 +162,7 @@ def test_a_bank_streamed_in_parts_and_passes_reads_back_as_one_written_whole(ban
     for (va, la), (vb, lb) in zip(read_all(whole), read_all(parts), strict=True):
         assert torch.equal(va.order, vb.order)
         torch.testing.assert_close(la, lb, atol=0.02, rtol=0)  # int8 scales per part row: within a step
+
 
 @pytest.mark.parametrize("chain, options", [
     ("prune", {"keep": 0.5}), ("topk", {}), ("lowrank", {"energy": 0.95}), ("quantize", {"zstd_level": 3}),

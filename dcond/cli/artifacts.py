@@ -154,4 +154,3 @@ def verify_cmd(artifact: InputArtifact = None, json: Json = False) -> None:
         counts = [f"{len(names)} {label}" for label, names in problems.items() if names]
         counts += [] if report.digest_ok else ["an edited manifest"]
         raise DcondError(f"{report.path} is not intact: {', '.join(counts)}")
-

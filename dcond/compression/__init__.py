@@ -45,8 +45,8 @@ class Coder(Protocol):
         """The tensors every part shares (per image), from a pass over the kept batches (with their ids); `scratch`
         is a folder for what does not fit in memory."""
 
-    def encode(self, batches: list["BankBatch"]) -> Tensors:
-        """The tensors of one part: the labels of its views, in order."""
+    def encode(self, logits: "torch.Tensor", order: "torch.Tensor") -> Tensors:
+        """The tensors of one part: the labels of its views (float32 logits, and the images they show), in order."""
 
 
 class Store(Protocol):

@@ -5,7 +5,6 @@ from typing import Any
 
 import torch
 
-from dcond.bank import BankBatch
 from dcond.compression import CODINGS, Tensors
 
 
@@ -16,8 +15,8 @@ class Logits:
     def fit(self, kept, scratch) -> Tensors:
         return {}
 
-    def encode(self, batches: list[BankBatch]) -> Tensors:
-        return {"logits": torch.cat([b.logits for b in batches])}
+    def encode(self, logits: torch.Tensor, order: torch.Tensor) -> Tensors:
+        return {"logits": logits}
 
 
 CODINGS.register("logits")(lambda t, info, rows, order: t["logits"][rows])

@@ -50,7 +50,7 @@ class LowRank:
                 for j, z in enumerate(views):
                     i = start + j
                     if seen[i].any():
-                        self.mean[i], _, bases[i] = factor(z[seen[i]], self.rank, self.energy)
+                        self.mean[i], bases[i] = factor(z[seen[i]], self.rank, self.energy)
                         self.ranks.append(len(bases[i]))
         path.unlink()
         width = max(len(b) for b in bases)
@@ -78,8 +78,7 @@ class LowRank:
         data = bytearray(f.read((stop - start) * self.epochs * 4 * self.classes))
         return torch.frombuffer(data, dtype=torch.float32).view(stop - start, self.epochs, self.classes)
 
-    def encode(self, batches: list[BankBatch]) -> Tensors:
-        logits, order = torch.cat([b.logits for b in batches]), torch.cat([b.views.order for b in batches]).long()
+    def encode(self, logits: torch.Tensor, order: torch.Tensor) -> Tensors:
         return {"coeffs": torch.einsum("nk,nrk->rn", logits - self.mean[order], self.basis[order])}
 
     @property
@@ -88,16 +87,15 @@ class LowRank:
                 "max_rank": self.basis.shape[1]}
 
 
-def factor(z: torch.Tensor, rank: int | None, energy: float | None) -> tuple[torch.Tensor, torch.Tensor,
-                                                                              torch.Tensor]:
-    """(μ, coefficients n × r, basis r × K) of one image's logits z (n × K)."""
+def factor(z: torch.Tensor, rank: int | None, energy: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(μ, basis r × K) of one image's logits z (n × K); a view's coefficients are (z − μ) · basisᵀ."""
     mu = z.mean(0)
-    u, s, vh = torch.linalg.svd((z - mu).double(), full_matrices=False)
+    _, s, vh = torch.linalg.svd((z - mu).double(), full_matrices=False)
     r = len(s) if rank is None else min(rank, len(s))
     if energy is not None:
         share = (s**2).cumsum(0) / (s**2).sum()
         r = min(r, int((share < energy - 1e-12).sum()) + 1) if s.any() else 0
-    return mu, (u[:, :r] * s[:r]).float(), vh[:r].float()
+    return mu, vh[:r].float()
 
 
 @CODINGS.register("lowrank")

@@ -18,7 +18,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from dcond.bank import BankBatch
 from dcond.compression import CODE, CODINGS, METHODS, Method, Tensors, record
 from dcond.errors import DcondError
 
@@ -40,8 +39,7 @@ class TopK:
     def fit(self, kept, scratch) -> Tensors:
         return {}
 
-    def encode(self, batches: list[BankBatch]) -> Tensors:
-        logits = torch.cat([b.logits for b in batches])
+    def encode(self, logits: torch.Tensor, order: torch.Tensor) -> Tensors:
         values, indices = F.log_softmax(logits / self.temperature, 1).topk(self.k, 1)
         return {"values": values, "indices": indices.to(torch.int16)}
 

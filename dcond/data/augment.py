@@ -20,7 +20,6 @@ from dcond.errors import DcondError
 from dcond.validate import tensor
 
 
-
 def random_crop_flip(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
     """Pad-and-crop at a random offset, then flip half of the images left-right."""
     n, _, h, w = x.shape

@@ -12,7 +12,6 @@ from dcond.errors import DcondError
 from dcond.registry import Registry
 
 
-
 class Source(Protocol):
     spec: DatasetSpec
     eval_split: str | None  # the split models are measured on ("test", "val", "holdout"); None: there is none

@@ -36,4 +36,3 @@ class SelectContext:
 
     def inputs(self, images: torch.Tensor) -> torch.Tensor:
         return to_input(images.to(self.device), self.spec)
-

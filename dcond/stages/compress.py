@@ -68,23 +68,26 @@ def _write_parts(writer: layout.Writer, bank: Bank, kept: list[int], coder: Code
                  section: dict[str, Any]) -> float:
     """Code, store and write the kept batches a part at a time; returns the mean KL of the kept views' labels."""
     decode, t, part_rows = CODINGS.get(coder.coding), section["temperature"], rows_in_memory(section)
-    kl_sum, views = 0.0, 0
+    shared = dequantize(shared)  # as the reader sees it, once
+    kl_sum, views, rows = 0.0, 0, 0
     ids: list[int] = []
     batches: list[BankBatch] = []
     with progress("compress batches", len(kept)) as task:
         for i, (batch_id, batch) in enumerate(_kept_batches(bank, kept)):
             ids.append(batch_id)
             batches.append(batch)
-            if sum(len(b.logits) for b in batches) >= part_rows or i == len(kept) - 1:
-                stored = store(coder.encode(batches))
+            rows += len(batch.logits)
+            if rows >= part_rows or i == len(kept) - 1:
+                logits = torch.cat([b.logits for b in batches])
+                order = torch.cat([b.views.order for b in batches]).long()
+                stored = store(coder.encode(logits, order))
                 writer.part(ids, batches, stored)
-                logits, order = torch.cat([b.logits for b in batches]), torch.cat([b.views.order for b in batches])
-                restored = decode(dequantize(stored | shared), section, slice(None), order.long())
+                restored = decode(dequantize(stored) | shared, section, slice(None), order)
                 kl_sum += float(F.kl_div(F.log_softmax(restored / t, 1), F.log_softmax(logits / t, 1),
                                          log_target=True, reduction="sum"))
                 views += len(logits)
                 task.advance(len(ids))
-                ids, batches = [], []
+                ids, batches, rows = [], [], 0
     return kl_sum / views
 
 

@@ -111,4 +111,3 @@ def _fit(model: torch.nn.Module, train_set, spec, cfg: TeacherConfig, device: to
              f"{seen / (time.perf_counter() - t0):.0f} images/s")
         if world().is_main:
             save_checkpoint(ckpt, model, optimizer, {"epoch": epoch + 1})
-

@@ -26,6 +26,7 @@ from dcond.realstats import KEYS, Stats, batch_stats, is_conv, layer_inputs, pat
 from dcond.units import Unit
 from dcond.validate import Fields, tensor
 
+
 @dataclass
 class Observer:
     """A teacher as synthesis sees it: its BatchNorm and Conv2d layers, with the statistics of real data at
@@ -160,4 +161,3 @@ def synthesize_unit(ctx: SynthContext, method: Method, unit: Unit) -> tuple[torc
             shown = f"BN gap {float(history[-1]):.3f}" if it % SHOW_EVERY == 0 or it == s["iterations"] - 1 else shown
             task.advance(1, shown)
     return to_uint8(x.detach(), spec).cpu(), torch.stack(history).tolist() if history else []
-
