@@ -134,4 +134,3 @@ class DenseBank:
 def write_epoch(w: ArtifactWriter, epoch: int, views: Views, logits: torch.Tensor, dtype: torch.dtype) -> None:
     """One epoch of a dense bank (written atomically, so an epoch file that exists is whole)."""
     w.save_tensors(epoch_file(epoch), views.tensors() | {"logits": logits.to(dtype)})
-

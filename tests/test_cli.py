@@ -197,3 +197,8 @@ def test_a_chain_names_no_folder_of_its_machine_and_runs_on_after_a_move(cli, ti
             "--json")
     assert r.code == 0, r.stderr
     assert json.loads(r.stdout)["students"]["convnet"]["baseline"]["full_data_top1"] is not None
+    shutil.move(moved / "tiny", tmp_path / "tiny")  # the data apart from the chain: named, found with --data
+    r = cli("select", moved / "teacher", "--method", "random", "--ipc", 1, "--out", moved / "apart")
+    assert "dataset 'tiny' is no longer where the artifact records it" in one_error_line(r) and "--data" in r.stderr
+    assert cli("select", moved / "teacher", "--data", tmp_path / "tiny", "--method", "random", "--ipc", 1, "--out",
+               moved / "apart").code == 0

@@ -66,6 +66,9 @@ def load_eval_split(opts: DataOptions, source: Source | None = None) -> tuple[Da
 def recorded_data(spec: DatasetSpec) -> str:
     """The `--data` value that reopens the dataset a spec was made from."""
     src = spec.source
+    if "path" in src and not Path(src["path"]).exists():  # moved apart from the artifact, or on another machine
+        raise DcondError(f"the data of dataset '{spec.name}' is no longer where the artifact records it "
+                         f"({src['path']}); pass --data with its location")
     if src.get("type") == "hf":
         from dcond.data.hf import HFRef
 
