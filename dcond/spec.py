@@ -15,7 +15,7 @@ class DatasetSpec:
     image_size: int  # side of the square images, in pixels
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    # where the data came from, so later stages can find it again: {"type": "builtin"|"imagefolder"|"hf"|"artifact", ...}
+    # where the data came from, so later stages can find it again: {"type": builtin|imagefolder|hf|artifact, ...}
     source: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
