@@ -36,12 +36,15 @@ class DataOptions:
     image_size: int | None = None  # image files are centre-cropped and resized to this; None: their own
     subset: int | None = None  # a class-balanced subset of this many images, for quick runs
     holdout: float = DEFAULT_HOLDOUT  # share of each class held out to evaluate on when there is no test split
+    validation: float = 0.0  # share of each class of the training split measured on instead of the test split
 
     def __post_init__(self) -> None:
         if self.subset is not None and self.subset < 1:
             raise DcondError("--subset must be a positive number of images")
         if not 0 <= self.holdout < 1:
             raise DcondError("--holdout must lie in [0, 1)")
+        if not 0 <= self.validation < 1:
+            raise DcondError("--validation must lie in [0, 1)")
         if self.image_size is not None and self.image_size < 8:
             raise DcondError("--image-size must be at least 8")
 

@@ -53,20 +53,26 @@ class DatasetSpec:
         if source is not None:
             for key in ("type", "name", "path"):
                 source.str(key, optional=True)
-            holdout = source.section("holdout", optional=True)
-            if holdout is not None:
-                holdout.number("fraction", 0, 1), holdout.int("count", 0, MAX_IMAGES), holdout.str("sha256")
+            for split in ("holdout", "validation"):
+                held = source.section(split, optional=True)
+                if held is not None:
+                    held.number("fraction", 0, 1), held.int("count", 0, MAX_IMAGES), held.str("sha256")
         return cls(name=f.str("name"), classes=tuple(classes), channels=channels,
                    image_size=f.int("image_size", 1, MAX_IMAGE_SIZE), source=dict(d.get("source") or {}), **stats)
 
     def same_classes(self, other: "DatasetSpec") -> bool:
         return (self.classes, self.channels, self.image_size) == (other.classes, other.channels, other.image_size)
 
+    def same_validation(self, other: "DatasetSpec") -> bool:
+        """Whether both hold out the same validation images, or neither holds any out: artifacts combined in
+        one chain must, or its validation split would hold images one of them was made from."""
+        return self.source.get("validation") == other.source.get("validation")
+
 
 def same_source(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two specs' sources name the same data (folder, Hub dataset, config and columns), whatever
     images it holds now."""
     def identity(source: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in source.items() if k not in ("holdout", "files")}
+        return {k: v for k, v in source.items() if k not in ("holdout", "validation", "files")}
 
     return identity(a) == identity(b)

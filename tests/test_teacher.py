@@ -158,3 +158,36 @@ def test_a_folder_without_test_split_is_measured_on_held_out_images_only(tmp_pat
     assert load_file(out / "stats.safetensors")["count"].tolist() == [9, 9, 9]
     _, _, train = load_for_teacher(DataOptions(""), art.dataset)  # what select and synthesize draw from
     assert not {p.relative_to(folder).as_posix() for p in train.files} & set(held)
+
+
+def test_a_validation_split_is_measured_on_in_place_of_the_test_split_and_kept_by_the_whole_chain(tiny_folder,
+                                                                                                  tmp_path):
+    """`--validation F` holds a class-balanced share of the training images out of the teacher and every later
+    stage, measures on it, never on the test split, and refuses to mix chains with other validation splits."""
+    from dcond.stages.relabel import RelabelConfig, relabel
+    from dcond.stages.select import SelectConfig, select
+
+    opts = DataOptions(str(tiny_folder), image_size=12, validation=0.25)
+    out = train_teacher(opts, TeacherConfig(model_options=TINY, epochs=1), tmp_path / "t")
+    art = open_artifact(out)
+    assert set(art.metrics) == {"tiny:validation"} and art.metrics["tiny:validation"]["samples"] == 6
+    assert art.section["evaluated_on"] == "validation" and art.section["train_images"] == 18
+    record = art.dataset.source["validation"]
+    assert record["fraction"] == 0.25 and record["count"] == 6
+
+    _, _, train = load_for_teacher(DataOptions(""), art.dataset)  # what select and synthesize draw from
+    _, whole = load_split(DataOptions(str(tiny_folder), image_size=12), "train")
+    _, held = load_split(DataOptions(str(tiny_folder), image_size=12, validation=0.25), "validation")
+    assert torch.bincount(held.labels).tolist() == [2, 2, 2]
+    assert sorted(map(str, train.files + held.files)) == sorted(map(str, whole.files))
+    assert not set(train.files) & set(held.files)
+    with pytest.raises(DcondError, match="split for validation: only its train and validation splits"):
+        load_split(DataOptions(str(tiny_folder), image_size=12, validation=0.25), "test")
+
+    images = select(out, DataOptions(""), SelectConfig(method="random", ipc=2), tmp_path / "s")
+    assert open_artifact(images).dataset.source["validation"] == record
+    plain = train_teacher(DataOptions(str(tiny_folder), image_size=12), TeacherConfig(model_options=TINY, epochs=1),
+                          tmp_path / "plain")
+    with pytest.raises(DcondError, match="hold out different validation splits"):
+        relabel(images, [plain], RelabelConfig(epochs=1), tmp_path / "l")
+    assert not (tmp_path / "l").exists()

@@ -48,9 +48,9 @@ InputArtifact = Annotated[Optional[Path], typer.Argument(help="Input artifact fo
 
 
 def data_options(data: str, data_root: Optional[Path], download: bool, image_size: Optional[int],
-                 subset: Optional[int], holdout: float = DEFAULT_HOLDOUT) -> DataOptions:
+                 subset: Optional[int], holdout: float = DEFAULT_HOLDOUT, validation: float = 0.0) -> DataOptions:
     return DataOptions(data=data, root=data_root, download=download, image_size=image_size, subset=subset,
-                       holdout=holdout)
+                       holdout=holdout, validation=validation)
 
 
 def view_config(crop_scale: tuple[float, float], flip: float, mix: str, mix_prob: float,

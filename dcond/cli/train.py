@@ -19,6 +19,10 @@ def train_teacher_cmd(
     holdout: Annotated[float, typer.Option(help="Share of each class of an ImageFolder without test/ or val/ "
                                                 "held out to measure on (0: none, and then nothing to measure "
                                                 "on; later stages keep the teacher's).")] = DEFAULT_HOLDOUT,
+    validation: Annotated[float, typer.Option(help="Share of each class of the training split held out and "
+                                                   "measured on instead of the test split, by this teacher and "
+                                                   "every later stage of its chain: for choosing settings "
+                                                   "without looking at the test split.")] = 0.0,
     model: ModelName = T.model,
     model_opt: ModelOpts = None,
     epochs: int = T.epochs, batch_size: int = T.batch_size, lr: float = T.lr,
@@ -48,7 +52,8 @@ def train_teacher_cmd(
                         schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
                         crop_pad=crop_pad, seed=seed, device=device, amp=amp, weights=weights, pretrained=pretrained,
                         workers=workers)
-    path = train_teacher(data_options(data, data_root, download, image_size, subset, holdout), cfg, out, force)
+    data_opts = data_options(data, data_root, download, image_size, subset, holdout, validation)
+    path = train_teacher(data_opts, cfg, out, force)
     emit(path, json)
 
 

@@ -10,7 +10,7 @@ from typing import IO, TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
-from dcond.data.images import FileImages, ImageDataset, TensorImages, decode_image, load_all
+from dcond.data.images import FileImages, ImageDataset, TensorImages, decode_image, held_out, load_all
 from dcond.spec import DatasetSpec, same_source
 from dcond.errors import DcondError
 
@@ -59,7 +59,7 @@ class LabelledFiles(ABC):
                  name_of: Callable[[int], str], image_size: int | None, holdout: float, eval_split: str | None,
                  source: dict[str, Any], recorded: DatasetSpec | None):
         self.image_size = image_size = image_size or native_size(files, labels)
-        held = set() if eval_split else _held_out(labels, len(classes), holdout)
+        held = set() if eval_split else held_out(torch.tensor(labels), len(classes), holdout, HOLDOUT_SEED)
         self.eval_split = eval_split or ("holdout" if held else None)
         self.train = [i for i in range(len(labels)) if i not in held]
         self.held = sorted(held)
@@ -135,21 +135,6 @@ def _normalisation(files: Sequence[Path | IO[bytes]], labels: list[int], train: 
     return channels, tuple(pixels.mean(1).tolist()), tuple(pixels.std(1).clamp_min(1e-3).tolist())
 
 
-def _held_out(labels: list[int], num_classes: int, fraction: float) -> set[int]:
-    """Indices of a class-balanced random `fraction` of the images (at least one per class when the fraction
-    is not 0, and never a class's last image)."""
-    if fraction == 0:
-        return set()
-    labels_t = torch.tensor(labels)
-    held = set()
-    for c in range(num_classes):
-        members = (labels_t == c).nonzero().flatten()
-        n = min(len(members) - 1, max(1, round(fraction * len(members))))
-        order = torch.randperm(len(members), generator=torch.Generator().manual_seed(HOLDOUT_SEED + c))
-        held |= set(members[order[:n]].tolist())
-    return held
-
-
 def native_size(files: Sequence[Path | IO[bytes]], labels: list[int]) -> int:
     """The side of the images when they are square and share one size: judged on each class's first image and
     an even sample of the rest (headers only); otherwise an error that asks for --image-size."""
@@ -203,6 +188,9 @@ def open_condensed(path: Path, like: DatasetSpec) -> tuple["Artifact | None", Te
         if not source.spec.same_classes(like):
             raise DcondError(f"{path} holds images of other classes or shape than the teacher's dataset "
                              f"'{like.name}'")
+        if not source.spec.same_validation(like):
+            raise DcondError(f"{path} and the teacher hold out different validation splits (train-teacher "
+                             "--validation): one chain must keep one, or it would measure on images it learnt from")
         return source.artifact, load_all(source.split("train"))
     if not path.is_dir():
         raise DcondError(f"{path} is neither a dcond artifact nor an image folder")

@@ -117,6 +117,20 @@ def balanced_subset(dataset: ImageDataset, n: int, num_classes: int) -> ImageDat
     return dataset.take(torch.cat(picks).sort().values)
 
 
+def held_out(labels: torch.Tensor, num_classes: int, fraction: float, seed: int) -> set[int]:
+    """Indices of a class-balanced random `fraction` of the images (at least one per class when the fraction
+    is not 0, and never a class's last image), drawn with `seed`."""
+    if fraction == 0:
+        return set()
+    held = set()
+    for c in range(num_classes):
+        members = (labels == c).nonzero().flatten()
+        n = min(len(members) - 1, max(1, round(fraction * len(members))))
+        order = torch.randperm(len(members), generator=torch.Generator().manual_seed(seed + c))
+        held |= set(members[order[:n]].tolist())
+    return held
+
+
 def class_indices(labels: torch.Tensor, num_classes: int) -> list[torch.Tensor]:
     return [(labels == c).nonzero().flatten() for c in range(num_classes)]
 

@@ -24,8 +24,17 @@ DATASETS: Registry = Registry("dataset")
 
 
 def open_source(opts: DataOptions, recorded: DatasetSpec | None = None) -> Source:
-    """The dataset `opts` names; `recorded`, the spec of an artifact made from it, spares an image folder
-    estimating its normalisation again."""
+    """The dataset `opts` names, with a validation split when `opts.validation` asks for one; `recorded`, the
+    spec of an artifact made from it, spares an image folder estimating its normalisation again."""
+    source = _named_source(opts, recorded)
+    if opts.validation:
+        from dcond.data.validation import Validation
+
+        return Validation(source, opts.validation)
+    return source
+
+
+def _named_source(opts: DataOptions, recorded: DatasetSpec | None) -> Source:
     if opts.data in DATASETS:
         return DATASETS.get(opts.data)(opts)
     if opts.data.startswith("hf:"):
@@ -81,10 +90,12 @@ def recorded_data(spec: DatasetSpec) -> str:
 
 def recorded_options(opts: DataOptions, spec: DatasetSpec) -> DataOptions:
     """`opts` made to reopen the data of `spec` as it was split: its dataset when `opts.data` is empty, at the
-    spec's image size, holding out the share the spec records (a teacher's held-out images must stay unseen
-    by every later stage)."""
+    spec's image size, holding out the shares the spec records (a teacher's held-out and validation images must
+    stay unseen by every later stage)."""
     holdout = spec.source.get("holdout", {}).get("fraction", opts.holdout)
-    return replace(opts, data=opts.data or recorded_data(spec), image_size=spec.image_size, holdout=holdout)
+    validation = spec.source.get("validation", {}).get("fraction", 0.0)
+    return replace(opts, data=opts.data or recorded_data(spec), image_size=spec.image_size, holdout=holdout,
+                   validation=validation)
 
 
 def reopen(opts: DataOptions, spec: DatasetSpec) -> tuple[DataOptions, Source]:
@@ -94,12 +105,14 @@ def reopen(opts: DataOptions, spec: DatasetSpec) -> tuple[DataOptions, Source]:
 
 
 def check_same_split(recorded: DatasetSpec, now: DatasetSpec) -> None:
-    """Refuse data whose held-out images are not those the artifact recorded (the folder changed since)."""
-    was, is_ = recorded.source.get("holdout"), now.source.get("holdout")
-    if was and is_ and same_source(recorded.source, now.source) and was["sha256"] != is_["sha256"]:
-        raise DcondError(f"the images held out of {recorded_data(now)} are not those recorded when the artifact "
-                         f"was made ({was['count']} files then, {is_['count']} now): the folder changed, so the "
-                         "held-out split may hold images a model was trained on")
+    """Refuse data whose held-out or validation images are not those the artifact recorded (the data changed
+    since)."""
+    for split in ("holdout", "validation"):
+        was, is_ = recorded.source.get(split), now.source.get(split)
+        if was and is_ and same_source(recorded.source, now.source) and was["sha256"] != is_["sha256"]:
+            raise DcondError(f"the images held out of {recorded_data(now)} as its {split} split are not those "
+                             f"recorded when the artifact was made ({was['count']} images then, {is_['count']} "
+                             f"now): the data changed, so the {split} split may hold images a model was trained on")
 
 
 def load_for_teacher(opts: DataOptions, spec: DatasetSpec) -> tuple[DataOptions, DatasetSpec, ImageDataset]:

@@ -98,4 +98,7 @@ def load_teachers(paths: list[Path]) -> tuple[list[Artifact], list[nn.Module]]:
     for art in arts[1:]:
         if not art.dataset.same_classes(arts[0].dataset):
             raise DcondError(f"teachers {arts[0].path} and {art.path} were trained on different classes or shapes")
+        if not art.dataset.same_validation(arts[0].dataset):
+            raise DcondError(f"teachers {arts[0].path} and {art.path} hold out different validation splits "
+                             "(train-teacher --validation)")
     return arts, [load_model(a) for a in arts]
