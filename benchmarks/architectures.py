@@ -10,7 +10,7 @@ import argparse
 import json
 
 from common import dcond, machine
-from methods import ROOT, SOURCES, tag_of
+from methods import SOURCES, Setup, tag_of
 
 MODELS = "convnet,tv:resnet18,tv:mobilenet_v2,timm:efficientnet_b0"
 
@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for name in args.methods:
-        labels = ROOT / f"{tag_of(name, args.ipc, 0)}-labels"
+        labels = Setup().root / f"{tag_of(name, args.ipc, 0)}-labels"
         out, _ = dcond("evaluate", labels, "--models", args.models, "--seeds", args.seeds, "--epochs", args.epochs,
                        "--baseline", "random", "--device", args.device, "--json")
         for model, r in json.loads(out)["students"].items():

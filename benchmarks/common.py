@@ -35,8 +35,10 @@ def step(out: Path, *args) -> str:
 
 
 def metrics(path: str) -> dict:
+    """A model's metrics on the split its chain measures on: the test split, or the validation split of a chain
+    made with `train-teacher --validation`."""
     m = json.loads((Path(path) / "metrics.json").read_text())
-    return next(v for k, v in m.items() if k.endswith(":test"))
+    return next(v for k, v in m.items() if k.endswith((":test", ":validation")))
 
 
 def median(values: list[float]) -> float:

@@ -1,6 +1,8 @@
 """Method benchmark on Fashion-MNIST: every `select` and `synthesize` method with its default (official) recipe,
-then one common protocol for all (the same `relabel` and `train-student`, defaults only), over several seeds;
-mean ± std of the student's test top-1, and each method's time.
+then one common protocol for all (the same `relabel` and `train-student`: dcond's defaults, or with --protocol
+tuned the settings of benchmarks/common.py), over several seeds; mean ± std of the student's test top-1 (with
+--validation F: of its top-1 on a validation split of F of the training images, the test split untouched), and
+each method's time.
 
 Teachers: the benchmark teacher (ConvNet-64, 6 epochs, as benchmarks/teacher.py) labels and observes for every
 method; EDC also cycles the observers its CIFAR-10 script uses that a 2-core CPU can train, ConvNets trained
@@ -10,20 +12,21 @@ depth 2, and width 128 with instance norm.
 Usage: .venv/bin/python benchmarks/methods.py [--ipc 10] [--seeds 3] [--epochs 300] [--methods ...]
        [--lowrank 1 2]  (also: each bank as rank-R factors per image, to compare selections at equal bank bytes)
        [--init-from "select random"]  (synthesis from real images starts from that method's images, same seed)
+       [--validation 0.1] [--protocol defaults|tuned]
 A method may carry flags for an ablation: --methods "synthesize edc --iterations 25".
-Every step is kept under benchmarks/out/methods and skipped when run again (delete it to start afresh).
+Every step is kept under benchmarks/out/methods (methods-val0.1 with --validation 0.1) and skipped when run again
+(delete it to start afresh).
 """
 
 import argparse
 import json
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from common import OUT, machine, metrics, step
+from common import OUT, RELABEL_FLAGS, STUDENT_FLAGS, machine, metrics, step
 
-ROOT = OUT / "methods"
-TIMES = ROOT / "times.json"
 TEACHER = ["train-teacher", "--model", "convnet", "--model-opt", "width=64", "--epochs", 6, "--device", "cpu"]
 OBSERVERS = {"w32": ["width=32"], "d1": ["depth=1"], "d2": ["depth=2"], "w128-instance": ["width=128", "norm=instance"]}
 SOURCES = {
@@ -37,21 +40,51 @@ SOURCES = {
 }
 
 
-def teachers() -> tuple[str, list[str]]:
+@dataclass(frozen=True)
+class Setup:
+    """The split a run measures on and its common protocol."""
+
+    validation: float = 0.0  # > 0: the teachers hold this share of the training images out, and all measure on it
+    protocol: str = "defaults"  # the common relabel and student settings: "defaults", or "tuned" (common.py's)
+
+    @property
+    def root(self) -> Path:
+        """Where the steps are kept: chains with a validation split apart from those without."""
+        return OUT / (f"methods-val{self.validation:g}" if self.validation else "methods")
+
+    @property
+    def teacher_flags(self) -> list:
+        return ["--validation", self.validation] if self.validation else []
+
+    @property
+    def suffix(self) -> str:
+        """Of the labels' and students' folders: those of the defaults keep their first names."""
+        return "" if self.protocol == "defaults" else f"-{self.protocol}"
+
+    @property
+    def relabel_flags(self) -> list:
+        return RELABEL_FLAGS if self.protocol == "tuned" else []
+
+    @property
+    def student_flags(self) -> list:
+        return STUDENT_FLAGS if self.protocol == "tuned" else []
+
+
+def teachers(setup: Setup) -> tuple[str, list[str]]:
     """The benchmark teacher and EDC's extra observers, trained once."""
-    teacher = step(ROOT / "teacher", *TEACHER)
-    observers = [step(ROOT / f"observer-{name}", "train-teacher", "--model", "convnet", "--epochs", 1,
-                      *[a for opt in options for a in ("--model-opt", opt)], "--device", "cpu")
+    teacher = step(setup.root / "teacher", *TEACHER, *setup.teacher_flags)
+    observers = [step(setup.root / f"observer-{name}", "train-teacher", "--model", "convnet", "--epochs", 1,
+                      *[a for opt in options for a in ("--model-opt", opt)], "--device", "cpu", *setup.teacher_flags)
                  for name, options in OBSERVERS.items()]
     return teacher, observers
 
 
-def lowrank(labels: str, rank: int, epochs: int, seed: int) -> tuple[float, int]:
+def lowrank(labels: str, rank: int, epochs: int, seed: int, setup: Setup) -> tuple[float, int]:
     """The bank stored as rank-`rank` factors per image, int8: (student test top-1, bytes of the bank)."""
     compressed = step(f"{labels}-lowrank{rank}", "compress-labels", labels, "--method", "lowrank+quantize",
                       "--rank", rank)
     student = step(f"{labels}-lowrank{rank}-student", "train-student", compressed, "--epochs", epochs,
-                   "--seed", seed)
+                   "--seed", seed, *setup.student_flags)
     bank = json.loads((Path(compressed) / "dcond.json").read_text())["labels"]["bank"]
     return metrics(student)["top1"], bank["bytes"]
 
@@ -62,7 +95,7 @@ def tag_of(name: str, ipc: int, seed: int, init_from: str | None = None) -> str:
     return f"{name.replace(' --', '-').replace(' ', '-')}-ipc{ipc}-seed{seed}"
 
 
-def run(name: str, seed: int, ipc: int, epochs: int, teacher: str, observers: list[str],
+def run(name: str, seed: int, ipc: int, epochs: int, teacher: str, observers: list[str], setup: Setup,
         init_from: str | None = None) -> tuple[float, float, str]:
     """One method, one seed: (student test top-1, seconds the method took as first measured, its labels)."""
     words = name.split()
@@ -71,15 +104,19 @@ def run(name: str, seed: int, ipc: int, epochs: int, teacher: str, observers: li
     tag = tag_of(name, ipc, seed, init_from)
     extra = [a for o in observers for a in ("--teacher", o)] if source == "synthesize edc" else []
     if init_from:
-        extra += ["--init", step(ROOT / tag_of(init_from, ipc, seed), *SOURCES[init_from], teacher, "--ipc", ipc,
-                                 "--seed", seed)]
-    times = json.loads(TIMES.read_text()) if TIMES.exists() else {}
+        extra += ["--init", step(setup.root / tag_of(init_from, ipc, seed), *SOURCES[init_from], teacher,
+                                 "--ipc", ipc, "--seed", seed)]
+    times_file = setup.root / "times.json"
+    times = json.loads(times_file.read_text()) if times_file.exists() else {}
     t0 = time.perf_counter()
-    images = step(ROOT / tag, *SOURCES[source], teacher, *extra, *flags, "--ipc", ipc, "--seed", seed)
+    images = step(setup.root / tag, *SOURCES[source], teacher, *extra, *flags, "--ipc", ipc, "--seed", seed)
     seconds = times.setdefault(tag, time.perf_counter() - t0)
-    TIMES.write_text(json.dumps(times, indent=1))
-    labels = step(ROOT / f"{tag}-labels", "relabel", images, "--teacher", teacher, "--epochs", epochs, "--seed", seed)
-    student = step(ROOT / f"{tag}-student", "train-student", labels, "--epochs", epochs, "--seed", seed)
+    times_file.write_text(json.dumps(times, indent=1))
+    tag += setup.suffix
+    labels = step(setup.root / f"{tag}-labels", "relabel", images, "--teacher", teacher, "--epochs", epochs,
+                  "--seed", seed, *setup.relabel_flags)
+    student = step(setup.root / f"{tag}-student", "train-student", labels, "--epochs", epochs, "--seed", seed,
+                   *setup.student_flags)
     return metrics(student)["top1"], seconds, labels
 
 
@@ -94,20 +131,25 @@ def main() -> None:
                         help="EDC starts from this selection's images of the same seed (paired ablations)")
     parser.add_argument("--lowrank", nargs="*", type=int, default=[],
                         help="also compress each bank to these ranks (lowrank+quantize) and train on it")
+    parser.add_argument("--validation", type=float, default=0.0,
+                        help="measure on this share of the training images, held out by the teachers")
+    parser.add_argument("--protocol", choices=["defaults", "tuned"], default="defaults")
     args = parser.parse_args()
-    teacher, observers = teachers()
+    setup = Setup(args.validation, args.protocol)
+    teacher, observers = teachers(setup)
     rows, compressed = [], []
     for name in args.methods:
-        results = [run(name, seed, args.ipc, args.epochs, teacher, observers, args.init_from)
+        results = [run(name, seed, args.ipc, args.epochs, teacher, observers, setup, args.init_from)
                    for seed in range(args.seeds)]
         accs = [a for a, _, _ in results]
         label = f"{name} (from {args.init_from})" if args.init_from and name.startswith("synthesize edc") else name
         rows.append((label, *mean_std(accs), accs, statistics.median([s for _, s, _ in results])))
         for rank in args.lowrank:
-            small = [lowrank(labels, rank, args.epochs, seed) for seed, (_, _, labels) in enumerate(results)]
+            small = [lowrank(labels, rank, args.epochs, seed, setup) for seed, (_, _, labels) in enumerate(results)]
             compressed.append((name, rank, statistics.median([b for _, b in small]), *mean_std([a for a, _ in small])))
+    split = f"validation split ({args.validation:g} of the training images)" if args.validation else "test split"
     print(f"Fashion-MNIST, IPC {args.ipc}, {args.seeds} seeds, relabel and student epochs {args.epochs} "
-          f"(defaults otherwise), teacher {metrics(teacher)['top1']:.2%}, {machine()}\n")
+          f"({args.protocol} otherwise), top-1 on the {split}, teacher {metrics(teacher)['top1']:.2%}, {machine()}\n")
     print("| images | student top-1, mean ± std | seeds | method time (s, median) |\n|---|---|---|---|")
     for name, mean, spread, accs, seconds in rows:
         print(f"| {name} | {mean:.2%} ± {spread:.2%} | {' / '.join(f'{a:.2%}' for a in accs)} | {seconds:.0f} |")
