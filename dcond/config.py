@@ -24,7 +24,7 @@ GENERATOR_DTYPES = ("float16", "float32")  # of a generator's stored weights
 GENERATOR_LOSSES = ("match", "bn", "intra", "inter", "ce")
 PICKS = ("first", "random")  # prune: which batches are kept
 FILLS = ("renormalize", "uniform", "min")  # topk: how the classes not kept come back
-QUANTIZED_DTYPES = ("int8", "float16", "bfloat16")
+QUANTIZED_DTYPES = ("int8", "int4", "float16", "bfloat16")
 STUDENT_LOSSES = ("kl", "mse-ce")
 
 

@@ -102,13 +102,15 @@ def test_lowrank_error_is_the_singular_value_tail(bank, tmp_path):
                 assert error >= bound(s) * 0.99 - 1e-3, (options, i)
 
 
-@pytest.mark.parametrize("dtype, step", [("int8", 1 / 254), ("float16", 2**-11), ("bfloat16", 2**-8)])
-def test_quantize_error_is_within_half_a_step(dtype, step):
-    x = torch.randn(50, 7) * torch.logspace(-3, 2, 50)[:, None]
+@pytest.mark.parametrize("dtype, step", [("int8", 1 / 254), ("int4", 1 / 14), ("float16", 2**-11),
+                                         ("bfloat16", 2**-8)])
+@pytest.mark.parametrize("width", [7, 6])  # int4 packs two values to a byte: odd rows are padded
+def test_quantize_error_is_within_half_a_step(dtype, step, width):
+    x = torch.randn(50, width) * torch.logspace(-3, 2, 50)[:, None]
     x[3] = 0
     indices = torch.arange(50, dtype=torch.int16)
     back = dequantize(Quantize({}, {"dtype": dtype})({"logits": x, "indices": indices}))
-    assert torch.equal(back["indices"], indices) and back["logits"][3].eq(0).all()
+    assert torch.equal(back["indices"], indices) and back["logits"].shape == x.shape and back["logits"][3].eq(0).all()
     assert ((back["logits"] - x).abs() <= x.abs().amax(1, keepdim=True) * step * 1.01 + 1e-30).all()
 
 

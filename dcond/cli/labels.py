@@ -52,7 +52,8 @@ def compress_labels_cmd(
     rank: Annotated[Optional[int], typer.Option(help="lowrank: rank per image (with --energy, its cap).")] = None,
     energy: Annotated[Optional[float], typer.Option(help="lowrank: per image, the smallest rank keeping this share "
                                                          "of the squared singular values.")] = None,
-    dtype: Annotated[str, typer.Option(help="quantize: int8 (one scale per row), float16 or bfloat16.")] = C.dtype,
+    dtype: Annotated[str, typer.Option(help="quantize: int8 or int4 (one scale per row), float16 or "
+                                            "bfloat16.")] = C.dtype,
     zstd_level: Annotated[int, typer.Option(help="zstandard-compress every file at this level (1-22); 0: "
                                                  "off.")] = C.zstd_level,
     seed: Seed = C.seed, out: Out = None, force: Force = False, json: Json = False,
