@@ -33,6 +33,9 @@ FORMS = {  # name: compress-labels flags
     "prune 10% + top-3 int8": ["--method", "prune+topk+quantize", "--keep", "0.1", "--k", "3", "--fill", "uniform",
                                *ZSTD],
     "prune 8% int8": ["--method", "prune+quantize", "--keep", "0.08", *ZSTD],
+    # two ways to 100× at IPC 10: fewer views at int8, or more views at int4
+    "prune 4% int8": ["--method", "prune+quantize", "--keep", "0.04", *ZSTD],
+    "prune 7% int4": ["--method", "prune+quantize", "--keep", "0.07", "--dtype", "int4", *ZSTD],
 }
 SETTINGS = {  # per IPC: relabel and student epochs, forms compared, seeds of the key rows. A student costs about
     # 12 minutes at IPC 10 on the shared 2-core machine; IPC 50 is cut to 100 epochs, one form, one seed.

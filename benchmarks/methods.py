@@ -11,6 +11,7 @@ depth 2, and width 128 with instance norm.
 
 Usage: .venv/bin/python benchmarks/methods.py [--ipc 10] [--seeds 3] [--epochs 300] [--methods ...]
        [--lowrank 1 2]  (also: each bank as rank-R factors per image, to compare selections at equal bank bytes)
+       [--compress "prune 7% int4" ...]  (also: each bank in these forms of benchmarks/compress.py)
        [--init-from "select random"]  (synthesis from real images starts from that method's images, same seed)
        [--validation 0.1] [--protocol defaults|tuned]
 A method may carry flags for an ablation: --methods "synthesize edc --iterations 25".
@@ -20,12 +21,14 @@ Every step is kept under benchmarks/out/methods (methods-val0.1 with --validatio
 
 import argparse
 import json
+import re
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from common import OUT, RELABEL_FLAGS, STUDENT_FLAGS, machine, metrics, step
+from compress import FORMS
 
 TEACHER = ["train-teacher", "--model", "convnet", "--model-opt", "width=64", "--epochs", 6, "--device", "cpu"]
 OBSERVERS = {"w32": ["width=32"], "d1": ["depth=1"], "d2": ["depth=2"], "w128-instance": ["width=128", "norm=instance"]}
@@ -79,13 +82,11 @@ def teachers(setup: Setup) -> tuple[str, list[str]]:
     return teacher, observers
 
 
-def lowrank(labels: str, rank: int, epochs: int, seed: int, setup: Setup) -> tuple[float, int]:
-    """The bank stored as rank-`rank` factors per image, int8: (student test top-1, bytes of the bank)."""
-    compressed = step(f"{labels}-lowrank{rank}", "compress-labels", labels, "--method", "lowrank+quantize",
-                      "--rank", rank)
-    student = step(f"{labels}-lowrank{rank}-student", "train-student", compressed, "--epochs", epochs,
-                   "--seed", seed, *setup.student_flags)
-    bank = json.loads((Path(compressed) / "dcond.json").read_text())["labels"]["bank"]
+def compressed(labels: str, form: str, flags: list, epochs: int, seed: int, setup: Setup) -> tuple[float, int]:
+    """The bank in a compressed form (`compress-labels FLAGS`): (student top-1, bytes of the bank)."""
+    path = step(f"{labels}-{re.sub('[^a-z0-9]+', '-', form.lower()).strip('-')}", "compress-labels", labels, *flags)
+    student = step(f"{path}-student", "train-student", path, "--epochs", epochs, "--seed", seed, *setup.student_flags)
+    bank = json.loads((Path(path) / "dcond.json").read_text())["labels"]["bank"]
     return metrics(student)["top1"], bank["bytes"]
 
 
@@ -131,33 +132,43 @@ def main() -> None:
                         help="EDC starts from this selection's images of the same seed (paired ablations)")
     parser.add_argument("--lowrank", nargs="*", type=int, default=[],
                         help="also compress each bank to these ranks (lowrank+quantize) and train on it")
+    parser.add_argument("--compress", nargs="*", choices=list(FORMS), default=[],
+                        help="also compress each bank in these forms of benchmarks/compress.py and train on it")
     parser.add_argument("--validation", type=float, default=0.0,
                         help="measure on this share of the training images, held out by the teachers")
     parser.add_argument("--protocol", choices=["defaults", "tuned"], default="defaults")
     args = parser.parse_args()
     setup = Setup(args.validation, args.protocol)
     teacher, observers = teachers(setup)
-    rows, compressed = [], []
+    forms = {**{f"lowrank{r}": ["--method", "lowrank+quantize", "--rank", r] for r in args.lowrank},
+             **{form: FORMS[form] for form in args.compress}}
+    rows, smaller = [], []
     for name in args.methods:
         results = [run(name, seed, args.ipc, args.epochs, teacher, observers, setup, args.init_from)
                    for seed in range(args.seeds)]
         accs = [a for a, _, _ in results]
         label = f"{name} (from {args.init_from})" if args.init_from and name.startswith("synthesize edc") else name
         rows.append((label, *mean_std(accs), accs, statistics.median([s for _, s, _ in results])))
-        for rank in args.lowrank:
-            small = [lowrank(labels, rank, args.epochs, seed, setup) for seed, (_, _, labels) in enumerate(results)]
-            compressed.append((name, rank, statistics.median([b for _, b in small]), *mean_std([a for a, _ in small])))
+        for form, flags in forms.items():
+            small = [compressed(labels, form, flags, args.epochs, seed, setup)
+                     for seed, (_, _, labels) in enumerate(results)]
+            smaller.append((name, form, statistics.median([b for _, b in small]), *mean_std([a for a, _ in small]),
+                            [a for a, _ in small]))
     split = f"validation split ({args.validation:g} of the training images)" if args.validation else "test split"
     print(f"Fashion-MNIST, IPC {args.ipc}, {args.seeds} seeds, relabel and student epochs {args.epochs} "
           f"({args.protocol} otherwise), top-1 on the {split}, teacher {metrics(teacher)['top1']:.2%}, {machine()}\n")
     print("| images | student top-1, mean ± std | seeds | method time (s, median) |\n|---|---|---|---|")
     for name, mean, spread, accs, seconds in rows:
-        print(f"| {name} | {mean:.2%} ± {spread:.2%} | {' / '.join(f'{a:.2%}' for a in accs)} | {seconds:.0f} |")
-    if compressed:
-        print("\nThe same banks stored as low-rank factors per image (compress-labels --method lowrank+quantize):\n")
-        print("| images | rank | bank bytes (median) | student top-1, mean ± std |\n|---|---|---|---|")
-        for name, rank, size, mean, spread in compressed:
-            print(f"| {name} | {rank} | {size:,.0f} | {mean:.2%} ± {spread:.2%} |")
+        print(f"| {name} | {mean:.2%} ± {spread:.2%} | {runs(accs)} | {seconds:.0f} |")
+    if smaller:
+        print("\nThe same banks compressed (compress-labels; lowrankR: --method lowrank+quantize --rank R):\n")
+        print("| images | form | bank bytes (median) | student top-1, mean ± std | seeds |\n|---|---|---|---|---|")
+        for name, form, size, mean, spread, accs in smaller:
+            print(f"| {name} | {form} | {size:,.0f} | {mean:.2%} ± {spread:.2%} | {runs(accs)} |")
+
+
+def runs(accuracies: list[float]) -> str:
+    return " / ".join(f"{a:.2%}" for a in accuracies)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
