@@ -110,7 +110,7 @@ def test_a_folder_without_test_split_holds_out_a_recorded_balanced_share(tmp_pat
     assert again.split("holdout").files == held.files and again.spec == source.spec
     (root / "class_0" / "extra.png").write_bytes((root / "class_0" / "0.png").read_bytes())
     changed = open_source(DataOptions(str(tmp_path / "d"), image_size=12, holdout=0.2))
-    with pytest.raises(DcondError, match="folder changed"):
+    with pytest.raises(DcondError, match="the data changed, so the holdout split may hold images"):
         check_same_split(source.spec, changed.spec)
 
 

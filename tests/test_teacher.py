@@ -191,3 +191,7 @@ def test_a_validation_split_is_measured_on_in_place_of_the_test_split_and_kept_b
     with pytest.raises(DcondError, match="hold out different validation splits"):
         relabel(images, [plain], RelabelConfig(epochs=1), tmp_path / "l")
     assert not (tmp_path / "l").exists()
+    extra = tiny_folder / "train" / "class_0" / "extra.png"  # the data changed: other images would be held out
+    extra.write_bytes((tiny_folder / "train" / "class_0" / "0.png").read_bytes())
+    with pytest.raises(DcondError, match="the data changed, so the validation split may hold images"):
+        load_for_teacher(DataOptions(""), art.dataset)
