@@ -6,6 +6,9 @@ from typing import Any
 from dcond.errors import DcondError
 from dcond.validate import MAX_CLASSES, MAX_IMAGE_SIZE, MAX_IMAGES, Fields
 
+# the source keys that record images held out of training: a folder's held-out split, a validation split
+HELD_OUT = ("holdout", "validation")
+
 
 @dataclass(frozen=True)
 class DatasetSpec:
@@ -53,7 +56,7 @@ class DatasetSpec:
         if source is not None:
             for key in ("type", "name", "path"):
                 source.str(key, optional=True)
-            for split in ("holdout", "validation"):
+            for split in HELD_OUT:
                 held = source.section(split, optional=True)
                 if held is not None:
                     held.number("fraction", 0, 1), held.int("count", 0, MAX_IMAGES), held.str("sha256")
@@ -73,6 +76,6 @@ def same_source(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two specs' sources name the same data (folder, Hub dataset, config and columns), whatever
     images it holds now."""
     def identity(source: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in source.items() if k not in ("holdout", "validation", "files")}
+        return {k: v for k, v in source.items() if k not in (*HELD_OUT, "files")}
 
     return identity(a) == identity(b)

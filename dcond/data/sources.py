@@ -7,7 +7,7 @@ from typing import Protocol
 
 from dcond.config import DataOptions
 from dcond.data.images import ImageDataset, balanced_subset
-from dcond.spec import DatasetSpec, same_source
+from dcond.spec import HELD_OUT, DatasetSpec, same_source
 from dcond.errors import DcondError
 from dcond.registry import Registry
 
@@ -107,7 +107,7 @@ def reopen(opts: DataOptions, spec: DatasetSpec) -> tuple[DataOptions, Source]:
 def check_same_split(recorded: DatasetSpec, now: DatasetSpec) -> None:
     """Refuse data whose held-out or validation images are not those the artifact recorded (the data changed
     since)."""
-    for split in ("holdout", "validation"):
+    for split in HELD_OUT:
         was, is_ = recorded.source.get(split), now.source.get(split)
         if was and is_ and same_source(recorded.source, now.source) and was["sha256"] != is_["sha256"]:
             raise DcondError(f"the images held out of {recorded_data(now)} as its {split} split are not those "
