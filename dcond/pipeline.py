@@ -4,6 +4,9 @@ A pipeline names dcond commands in order with their arguments, and may sweep val
 
     [matrix]
     ipc = [1, 10]
+    # or values that go together, one row per table and seed:
+    # budget = [{ipc = 1, epochs = 2000}, {ipc = 10, epochs = 1000}]
+    # seed = [0, 1, 2]
 
     [[stage]]
     name = "teacher"
@@ -69,8 +72,19 @@ class Pipeline:
     stages: list[Stage]
 
     def rows(self) -> list[dict[str, Any]]:
-        names = list(self.matrix)
-        return [dict(zip(names, values)) for values in itertools.product(*self.matrix.values())]
+        """Every combination of the matrix's values; a table's keys become variables of their own, set together."""
+        rows = []
+        for values in itertools.product(*self.matrix.values()):
+            row: dict[str, Any] = {}
+            for name, value in zip(self.matrix, values):
+                row.update(value if isinstance(value, dict) else {name: value})
+            rows.append(row)
+        return rows
+
+    @property
+    def variables(self) -> list[str]:
+        """The names a stage may use as ${name}."""
+        return _variables(self.matrix)
 
 
 def load_pipeline(path: Path, commands: dict[str, TyperCommand]) -> Pipeline:
@@ -86,25 +100,40 @@ def load_pipeline(path: Path, commands: dict[str, TyperCommand]) -> Pipeline:
     lines = text.splitlines()
     headers = [i + 1 for i, line in enumerate(lines) if line.strip() == "[[stage]]"]
     matrix = data.get("matrix", {})
-    if not isinstance(matrix, dict) or not all(isinstance(v, list) and v for v in matrix.values()):
-        raise DcondError(f"{path}: [matrix] must map names to non-empty lists of values")
+    _check_matrix(path, matrix)
     raw = data.get("stage", [])
     if not raw:
         raise DcondError(f"{path}: no [[stage]] tables")
-    stages = []
+    pipe = Pipeline(path, str(data.get("pipeline", {}).get("name", path.stem)), matrix, [])
     for i, table in enumerate(raw):
         header = headers[i] if i < len(headers) else 0
         end = headers[i + 1] if i + 1 < len(headers) else len(lines) + 1
         key_lines = {m.group(1): n for n in range(header, end) if (m := re.match(r"\s*([\w-]+)\s*=", lines[n - 1]))}
         stage = Stage(str(table.get("name", table.get("run", f"stage{i}"))), str(table.get("run", "")),
                       table.get("input"), {k: v for k, v in table.items() if k not in RESERVED}, header, key_lines)
-        _check_stage(path, stage, commands, [s.name for s in stages], matrix)
-        stages.append(stage)
-    return Pipeline(path, str(data.get("pipeline", {}).get("name", path.stem)), matrix, stages)
+        _check_stage(path, stage, commands, [s.name for s in pipe.stages], pipe.variables)
+        pipe.stages.append(stage)
+    return pipe
+
+
+def _check_matrix(path: Path, matrix: Any) -> None:
+    if not isinstance(matrix, dict) or not all(isinstance(v, list) and v for v in matrix.values()):
+        raise DcondError(f"{path}: [matrix] must map names to non-empty lists of values")
+    for name, values in matrix.items():
+        tables = [v for v in values if isinstance(v, dict)]
+        if tables and (len(tables) < len(values) or any(t.keys() != tables[0].keys() or not t for t in tables)):
+            raise DcondError(f"{path}: [matrix] {name}: either plain values or tables, all with the same keys")
+    names = _variables(matrix)
+    if twice := sorted({n for n in names if names.count(n) > 1}):
+        raise DcondError(f"{path}: [matrix] sets {', '.join(twice)} in more than one place")
+
+
+def _variables(matrix: dict[str, list]) -> list[str]:
+    return [n for name, values in matrix.items() for n in (values[0] if isinstance(values[0], dict) else [name])]
 
 
 def _check_stage(path: Path, stage: Stage, commands: dict[str, TyperCommand], earlier: list[str],
-                 matrix: dict[str, list]) -> None:
+                 variables: list[str]) -> None:
     def fail(why: str, key: str | None = None) -> DcondError:
         return DcondError(f"{path}:{stage.key_lines.get(key, stage.line)}: stage '{stage.name}': {why}")
 
@@ -120,7 +149,7 @@ def _check_stage(path: Path, stage: Stage, commands: dict[str, TyperCommand], ea
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str):
                 for var in _VAR.findall(item):
-                    if var not in matrix:
+                    if var not in variables:
                         raise fail(f"'${{{var}}}' is not a [matrix] variable", key)
                 if item.startswith("@") and item[1:] not in earlier:
                     raise fail(f"'{item}' names no earlier stage", key)

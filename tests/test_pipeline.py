@@ -131,6 +131,10 @@ def test_check_refuses_to_compare_students_under_another_protocol():
     (lambda t: t.replace('run = "train-student"', 'run = "train-student"\ninput = "@labels"'),
      r"p.toml:20: stage 'student': '@labels' names no earlier stage"),
     (lambda t: t.replace("ipc = 2", 'ipc = "${ipc}"'), r"p.toml:15: stage 'images': '\$\{ipc\}' is not a \[matrix\]"),
+    (lambda t: t.replace('name = "tiny"', 'name = "tiny"\n[matrix]\nb = [{ipc = 2, epochs = 1}, {ipc = 3}]'),
+     r"p.toml: \[matrix\] b: either plain values or tables, all with the same keys"),
+    (lambda t: t.replace('name = "tiny"', 'name = "tiny"\n[matrix]\nipc = [2]\nb = [{ipc = 3, epochs = 1}]'),
+     r"p.toml: \[matrix\] sets ipc in more than one place"),
 ])
 def test_bad_pipelines_are_refused_before_anything_runs(cli, pipeline_file, tmp_path, edit, message):
     path = pipeline_file()
@@ -150,6 +154,21 @@ def test_bundled_example_pipelines_are_valid(example):
 
     pipe = load_pipeline(example, get_command(app).commands)
     assert pipe.stages and pipe.rows()
+
+
+def test_a_matrix_of_tables_sets_their_values_together(pipeline_file):
+    from typer.main import get_command
+
+    from dcond.cli import app
+    from dcond.pipeline import load_pipeline
+
+    path = pipeline_file()
+    text = path.read_text().replace("ipc = 2", 'ipc = "${ipc}"').replace("epochs = 2", 'epochs = "${epochs}"')
+    path.write_text(text.replace('name = "tiny"', 'name = "tiny"\n[matrix]\nbudget = [{ipc = 1, epochs = 20}, '
+                                 '{ipc = 10, epochs = 5}]\nseed = [0, 1]'))
+    pipe = load_pipeline(path, get_command(app).commands)
+    assert pipe.rows() == [{"ipc": 1, "epochs": 20, "seed": 0}, {"ipc": 1, "epochs": 20, "seed": 1},
+                           {"ipc": 10, "epochs": 5, "seed": 0}, {"ipc": 10, "epochs": 5, "seed": 1}]
 
 
 def _stage(name: str, path: str, input: str | None = None, label_bytes: int = 0, top1: float | None = None):
