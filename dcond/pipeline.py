@@ -33,11 +33,9 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import tomllib
-from collections.abc import Callable
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,6 +229,17 @@ class StageRun:
     input: str | None = None  # the artifact it read
 
 
+@dataclass
+class _Task:
+    """One stage of one matrix row, its matrix variables substituted."""
+
+    stage: Stage
+    source: str | None  # its input, None where the command takes none; may be an @-reference
+    args: dict[str, Any]  # may hold @-references
+    needs: list["_Task"]  # the tasks of its row whose outputs it reads
+    future: Future | None = None  # once started
+
+
 def run_pipeline(pipe: Pipeline, commands: dict[str, TyperCommand], cache: Path,
                  jobs: int = 1) -> list[dict[str, Any]]:
     """Run every row of the matrix; returns, per row, its matrix values and its stages' runs. With `jobs` > 1,
@@ -239,63 +248,56 @@ def run_pipeline(pipe: Pipeline, commands: dict[str, TyperCommand], cache: Path,
     if jobs < 1:
         raise DcondError("--jobs must be at least 1")
     cache.mkdir(parents=True, exist_ok=True)
-    once = _Once()
-    # tasks are queued in order and every stage waits only for stages queued before it, so no worker ever waits
-    # for a stage that no worker will start
+    rows, tasks = [], []
+    for row in pipe.rows():
+        label = ", ".join(f"{k}={v}" for k, v in row.items()) or "all"
+        info(f"pipeline {pipe.name}: {label}")
+        of_row: dict[str, _Task] = {}
+        for i, stage in enumerate(pipe.stages):
+            source = stage.input if stage.input is not None else (f"@{pipe.stages[i - 1].name}" if i else None)
+            source = _substitute(source, row) if _takes_input(commands[stage.run]) else None
+            args = {k: _substitute(v, row) for k, v in stage.args.items()}
+            needs = [of_row[name] for name in sorted(_references([source, *args.values()]))]
+            of_row[stage.name] = _Task(stage, source, args, needs)
+        tasks += of_row.values()
+        rows.append((row, label, list(of_row.values())))
+    _dispatch(tasks, commands, cache, jobs)
+    return [{"matrix": row, "label": label, "stages": [t.future.result().__dict__ for t in row_tasks]}
+            for row, label, row_tasks in rows]
+
+
+def _dispatch(tasks: list[_Task], commands: dict[str, TyperCommand], cache: Path, jobs: int) -> None:
+    """Start tasks, at most `jobs` at a time, each as soon as the stages it reads are done, the earliest queued
+    first (so one job runs them in file order). A stage that another row is running with the same key (a shared
+    teacher, say) waits for it and is then taken from the cache. The first failure (or Ctrl-C) ends the run:
+    nothing starts after it, and the stages running then are left to finish."""
+    pending, running = list(tasks), {}  # running: future -> stage key
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        rows = []
-        for row in pipe.rows():
-            label = ", ".join(f"{k}={v}" for k, v in row.items()) or "all"
-            info(f"pipeline {pipe.name}: {label}")
-            runs: dict[str, Future] = {}
-            for i, stage in enumerate(pipe.stages):
-                source = stage.input if stage.input is not None else (f"@{pipe.stages[i - 1].name}" if i else None)
-                runs[stage.name] = pool.submit(_stage_when_ready, stage, source, row, dict(runs), commands, cache,
-                                               once)
-            rows.append((row, label, list(runs.values())))
-        try:
-            return [{"matrix": row, "label": label, "stages": [f.result().__dict__ for f in runs]}
-                    for row, label, runs in rows]
-        except BaseException:
-            once.failed.set()  # a failed stage (or Ctrl-C) ends the run: nothing queued starts after it
-            pool.shutdown(cancel_futures=True)
-            raise
+        while pending or running:
+            for task in list(pending):
+                if len(running) >= jobs:
+                    break
+                if not all(n.future is not None and n.future.done() for n in task.needs):
+                    continue
+                outputs = {n.stage.name: Path(n.future.result().path) for n in task.needs}
+                input_path = _resolve(task.source, outputs)
+                args = {k: _resolve(v, outputs) for k, v in task.args.items()}
+                key = _key(task.stage, input_path, args)
+                if key in running.values():
+                    continue
+                pending.remove(task)
+                task.future = pool.submit(_run_task, task.stage, commands[task.stage.run], input_path, args, cache,
+                                          key)
+                running[task.future] = key
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                del running[future]
+                future.result()  # raises a failed stage's error
 
 
-class _Once:
-    """Runs each stage key once, however many rows reach it at the same time (a shared teacher, say), and
-    remembers whether any stage failed: then no other stage starts."""
-
-    def __init__(self):
-        self.lock, self.runs, self.failed = threading.Lock(), {}, threading.Event()
-
-    def __call__(self, key: str, run: Callable[[], "StageRun"]) -> "StageRun":
-        with self.lock:
-            first = key not in self.runs
-            if first:
-                self.runs[key] = Future()
-        if not first:
-            self.runs[key].result()  # the first run of this key has finished (or raises its error)
-            return run()  # served from the cache now, as a later row always was
-        try:
-            self.runs[key].set_result(run())
-        except BaseException as e:
-            self.failed.set()
-            self.runs[key].set_exception(e)
-        return self.runs[key].result()
-
-
-def _stage_when_ready(stage: Stage, source: str | None, row: dict[str, Any], earlier: dict[str, Future],
-                      commands: dict[str, TyperCommand], cache: Path, once: _Once) -> "StageRun":
-    """Wait for the earlier stages this one reads (its input and its @-arguments), then run it."""
-    args = {k: _substitute(v, row) for k, v in stage.args.items()}
-    source = _substitute(source, row) if _takes_input(commands[stage.run]) else None
-    outputs = {name: Path(earlier[name].result().path) for name in _references([source, *args.values()])}
-    if once.failed.is_set():
-        raise CancelledError(f"stage {stage.name} not started: an earlier stage failed")
-    args = {k: _resolve(v, outputs) for k, v in args.items()}
-    input_path = _resolve(source, outputs)
-    run = _run_stage(stage, commands[stage.run], input_path, args, cache, once)
+def _run_task(stage: Stage, command: TyperCommand, input_path: str | None, args: dict[str, Any], cache: Path,
+              key: str) -> "StageRun":
+    run = _cached_or_run(stage, command, input_path, args, cache, key)
     run.input = input_path
     return run
 
@@ -307,11 +309,10 @@ def _references(value: Any) -> set[str]:
     return {value[1:]} if isinstance(value, str) and value.startswith("@") else set()
 
 
-def _run_stage(stage: Stage, command: TyperCommand, input_path: str | None, args: dict[str, Any],
-               cache: Path, once: _Once) -> StageRun:
-    key = hashlib.sha256(json.dumps({"dcond": __version__, "run": stage.run, "input": _digest_of(input_path),
-                                     "args": _digest_of(args)}, sort_keys=True, default=str).encode()).hexdigest()
-    return once(key, lambda: _cached_or_run(stage, command, input_path, args, cache, key))
+def _key(stage: Stage, input_path: str | None, args: dict[str, Any]) -> str:
+    """A stage's cache key: its command, its arguments and the digests of the artifacts it reads."""
+    return hashlib.sha256(json.dumps({"dcond": __version__, "run": stage.run, "input": _digest_of(input_path),
+                                      "args": _digest_of(args)}, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _cached_or_run(stage: Stage, command: TyperCommand, input_path: str | None, args: dict[str, Any],

@@ -195,3 +195,38 @@ def test_report_pairs_each_student_with_the_bank_it_read(tmp_path):
                  for row in rows]
     write_report(tmp_path / "hard", "p", hard_only, 1.0)  # a bank no student read gives no accuracy-vs-bytes plot
     assert not (tmp_path / "hard" / "accuracy-vs-label-bytes.png").exists()
+
+
+def test_a_stage_waiting_for_its_inputs_leaves_its_job_to_a_ready_stage_and_a_shared_key_runs_once(monkeypatch,
+                                                                                                   tmp_path):
+    import threading
+    import time
+
+    from dcond import pipeline
+    from dcond.pipeline import Stage, StageRun, _dispatch, _Task
+
+    from collections import Counter
+
+    started, active, most = {}, Counter(), Counter()  # stages running per key, and the most at once
+    lock = threading.Lock()
+
+    def fake_run(stage, command, input_path, args, cache, key):
+        with lock:
+            started.setdefault(stage.name, threading.Event()).set()
+            active[key] += 1
+            most[key] = max(most[key], active[key])
+        if stage.name == "slow":  # a student that needs it waits; the other row's stage must start meanwhile
+            assert started.setdefault("free", threading.Event()).wait(30), "a ready stage did not start"
+        time.sleep(0.2)
+        with lock:
+            active[key] -= 1
+        return StageRun(stage.name, stage.run, key, str(tmp_path / stage.name), False, 0.0, 0.0)
+
+    monkeypatch.setattr(pipeline, "_run_task", fake_run)
+    teacher = [_Task(Stage("teacher", "x", None, {}, 1), None, {}, []) for _ in range(2)]  # one key, two rows
+    slow = _Task(Stage("slow", "x", None, {"n": 1}, 2), "@teacher", {"n": 1}, [teacher[0]])
+    waiting = _Task(Stage("waiting", "x", None, {}, 3), "@slow", {}, [slow])
+    free = _Task(Stage("free", "x", None, {"n": 2}, 2), "@teacher", {"n": 2}, [teacher[1]])
+    _dispatch([teacher[0], slow, waiting, teacher[1], free], {"x": None}, tmp_path, jobs=2)
+    assert [t.future.result().name for t in (slow, waiting, free)] == ["slow", "waiting", "free"]
+    assert most[teacher[0].future.result().key] == 1  # the second row's teacher waited for the first
