@@ -33,15 +33,16 @@ def files_bytes(path: Path, prefix: str) -> int:
     return sum(e["size"] for name, e in manifest(path)["files"].items() if name.startswith(prefix))
 
 
+# each compress-labels step of a bank's chain in words
+STEP_WORDS = {"prune": lambda p: f"prune {p['keep']:.0%}", "topk": lambda p: f"top-{p['k']}",
+              "lowrank": lambda p: f"rank-{p['rank']}", "quantize": lambda p: p["dtype"]}
+
+
 def form_of(labels: dict | None) -> str:
     """'fp16', 'hard labels', or the compress-labels chain in words: 'prune 7% int4', 'rank-1 int8'."""
     if labels is None:
         return "hard labels"
-    words = []
-    for part in labels["bank"].get("chain", []):
-        words.append({"prune": lambda p: f"prune {p['keep']:.0%}", "topk": lambda p: f"top-{p['k']}",
-                      "lowrank": lambda p: f"rank-{p['rank']}", "quantize": lambda p: p["dtype"]}[part["method"]](part))
-    return " ".join(words) or "fp16"
+    return " ".join(STEP_WORDS[step["method"]](step) for step in labels["bank"].get("chain", [])) or "fp16"
 
 
 def parent(path: Path) -> Path:

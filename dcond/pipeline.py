@@ -79,11 +79,6 @@ class Pipeline:
             rows.append(row)
         return rows
 
-    @property
-    def variables(self) -> list[str]:
-        """The names a stage may use as ${name}."""
-        return _variables(self.matrix)
-
 
 def load_pipeline(path: Path, commands: dict[str, TyperCommand]) -> Pipeline:
     """Parse and check a pipeline file: unknown stages, unknown arguments and missing inputs are reported
@@ -103,13 +98,14 @@ def load_pipeline(path: Path, commands: dict[str, TyperCommand]) -> Pipeline:
     if not raw:
         raise DcondError(f"{path}: no [[stage]] tables")
     pipe = Pipeline(path, str(data.get("pipeline", {}).get("name", path.stem)), matrix, [])
+    variables = _variables(matrix)
     for i, table in enumerate(raw):
         header = headers[i] if i < len(headers) else 0
         end = headers[i + 1] if i + 1 < len(headers) else len(lines) + 1
         key_lines = {m.group(1): n for n in range(header, end) if (m := re.match(r"\s*([\w-]+)\s*=", lines[n - 1]))}
         stage = Stage(str(table.get("name", table.get("run", f"stage{i}"))), str(table.get("run", "")),
                       table.get("input"), {k: v for k, v in table.items() if k not in RESERVED}, header, key_lines)
-        _check_stage(path, stage, commands, [s.name for s in pipe.stages], pipe.variables)
+        _check_stage(path, stage, commands, [s.name for s in pipe.stages], variables)
         pipe.stages.append(stage)
     return pipe
 
@@ -127,6 +123,7 @@ def _check_matrix(path: Path, matrix: Any) -> None:
 
 
 def _variables(matrix: dict[str, list]) -> list[str]:
+    """The names a stage may use as ${name}: a plain entry's name, a list of tables' keys."""
     return [n for name, values in matrix.items() for n in (values[0] if isinstance(values[0], dict) else [name])]
 
 

@@ -201,11 +201,10 @@ def test_a_stage_waiting_for_its_inputs_leaves_its_job_to_a_ready_stage_and_a_sh
                                                                                                    tmp_path):
     import threading
     import time
+    from collections import Counter
 
     from dcond import pipeline
     from dcond.pipeline import Stage, StageRun, _dispatch, _Task
-
-    from collections import Counter
 
     started, active, most = {}, Counter(), Counter()  # stages running per key, and the most at once
     lock = threading.Lock()
