@@ -1,8 +1,9 @@
 """Method benchmark on Fashion-MNIST: every `select` and `synthesize` method with its default (official) recipe,
 then one common protocol for all (the same `relabel` and `train-student`: dcond's defaults, or with --protocol
-tuned the settings of benchmarks/common.py), over several seeds; mean ± std of the student's test top-1 (with
---validation F: of its top-1 on a validation split of F of the training images, the test split untouched), and
-each method's time.
+tuned the settings of benchmarks/common.py) or, with --protocol rded|edc, that method's authors' student recipe
+(`train-student IMAGES --recipe R`, its teachers labelling online, no bank), over several seeds; mean ± std of
+the student's test top-1 (with --validation F: of its top-1 on a validation split of F of the training images,
+the test split untouched), and each method's time.
 
 Teachers: the benchmark teacher (ConvNet-64, 6 epochs, as benchmarks/teacher.py) labels and observes for every
 method; EDC also cycles the observers its CIFAR-10 script uses that a 2-core CPU can train, ConvNets trained
@@ -13,7 +14,7 @@ Usage: .venv/bin/python benchmarks/methods.py [--ipc 10] [--seeds 3] [--epochs 3
        [--lowrank 1 2]  (also: each bank as rank-R factors per image, to compare selections at equal bank bytes)
        [--compress "prune 7% int4" ...]  (also: each bank in these forms of benchmarks/compress.py)
        [--init-from "select random"]  (synthesis from real images starts from that method's images, same seed)
-       [--validation 0.1] [--protocol defaults|tuned]
+       [--validation 0.1] [--protocol defaults|tuned|rded|edc]
 A method may carry flags for an ablation: --methods "synthesize edc --iterations 25".
 Every step is kept under benchmarks/out/methods (methods-val0.1 with --validation 0.1) and skipped when run again
 (delete it to start afresh).
@@ -32,6 +33,9 @@ from compress import FORMS
 
 TEACHER = ["train-teacher", "--model", "convnet", "--model-opt", "width=64", "--epochs", 6, "--device", "cpu"]
 OBSERVERS = {"w32": ["width=32"], "d1": ["depth=1"], "d2": ["depth=2"], "w128-instance": ["width=128", "norm=instance"]}
+# The teachers each author's student learns from online: RDED's one teacher; the mean logits of EDC's observers
+# (its CIFAR-10 direct_train.py averages all eight; here the benchmark teacher and the four above).
+STUDENT_RECIPES = {"rded": False, "edc": True}  # recipe -> whether the observers teach too
 SOURCES = {
     "select random": ["select", "--method", "random"],
     "select herding": ["select", "--method", "herding"],
@@ -48,7 +52,8 @@ class Setup:
     """The split a run measures on and its common protocol."""
 
     validation: float = 0.0  # > 0: the teachers hold this share of the training images out, and all measure on it
-    protocol: str = "defaults"  # the common relabel and student settings: "defaults", or "tuned" (common.py's)
+    protocol: str = "defaults"  # the common relabel and student settings: "defaults", or "tuned" (common.py's),
+    # or a student recipe of STUDENT_RECIPES (no bank)
 
     @property
     def root(self) -> Path:
@@ -71,6 +76,11 @@ class Setup:
     @property
     def student_flags(self) -> list:
         return STUDENT_FLAGS if self.protocol == "tuned" else []
+
+    @property
+    def recipe(self) -> bool:
+        """The protocol is an author's student recipe: students learn from their teachers online, no bank."""
+        return self.protocol in STUDENT_RECIPES
 
 
 def teachers(setup: Setup) -> tuple[str, list[str]]:
@@ -114,6 +124,11 @@ def run(name: str, seed: int, ipc: int, epochs: int, teacher: str, observers: li
     seconds = times.setdefault(tag, time.perf_counter() - t0)
     times_file.write_text(json.dumps(times, indent=1))
     tag += setup.suffix
+    if setup.recipe:
+        teaching = [teacher, *(observers if STUDENT_RECIPES[setup.protocol] else [])]
+        student = step(setup.root / f"{tag}-student", "train-student", images, "--recipe", setup.protocol,
+                       *[a for t in teaching for a in ("--teacher", t)], "--seed", seed)
+        return metrics(student)["top1"], seconds, images
     labels = step(setup.root / f"{tag}-labels", "relabel", images, "--teacher", teacher, "--epochs", epochs,
                   "--seed", seed, *setup.relabel_flags)
     student = step(setup.root / f"{tag}-student", "train-student", labels, "--epochs", epochs, "--seed", seed,
@@ -136,9 +151,12 @@ def main() -> None:
                         help="also compress each bank in these forms of benchmarks/compress.py and train on it")
     parser.add_argument("--validation", type=float, default=0.0,
                         help="measure on this share of the training images, held out by the teachers")
-    parser.add_argument("--protocol", choices=["defaults", "tuned"], default="defaults")
+    parser.add_argument("--protocol", choices=["defaults", "tuned", *STUDENT_RECIPES], default="defaults",
+                        help="the common protocol, or an author's student recipe (its own epochs; --epochs unused)")
     args = parser.parse_args()
     setup = Setup(args.validation, args.protocol)
+    if setup.recipe and (args.lowrank or args.compress):
+        parser.error("a student recipe labels online: there is no bank to compress")
     teacher, observers = teachers(setup)
     forms = {**{f"lowrank{r}": ["--method", "lowrank+quantize", "--rank", r] for r in args.lowrank},
              **{form: FORMS[form] for form in args.compress}}
@@ -155,8 +173,10 @@ def main() -> None:
             smaller.append((name, form, statistics.median([b for _, b in small]), *mean_std([a for a, _ in small]),
                             [a for a, _ in small]))
     split = f"validation split ({args.validation:g} of the training images)" if args.validation else "test split"
-    print(f"Fashion-MNIST, IPC {args.ipc}, {args.seeds} seeds, relabel and student epochs {args.epochs} "
-          f"({args.protocol} otherwise), top-1 on the {split}, teacher {metrics(teacher)['top1']:.2%}, {machine()}\n")
+    protocol = f"student recipe {args.protocol}" if setup.recipe else \
+        f"relabel and student epochs {args.epochs} ({args.protocol} otherwise)"
+    print(f"Fashion-MNIST, IPC {args.ipc}, {args.seeds} seeds, {protocol}, top-1 on the {split}, "
+          f"teacher {metrics(teacher)['top1']:.2%}, {machine()}\n")
     print("| images | student top-1, mean ± std | seeds | method time (s, median) |\n|---|---|---|---|")
     for name, mean, spread, accs, seconds in rows:
         print(f"| {name} | {mean:.2%} ± {spread:.2%} | {runs(accs)} | {seconds:.0f} |")
