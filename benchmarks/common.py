@@ -41,6 +41,12 @@ def metrics(path: str) -> dict:
     return next(v for k, v in m.items() if k.endswith((":test", ":validation")))
 
 
+def best_of_last(path: str) -> float | None:
+    """The best evaluation of a run's last epochs, where its recipe records one apart (`--best-of-last`)."""
+    m = json.loads((Path(path) / "metrics.json").read_text())
+    return next((v["top1"] for k, v in m.items() if ":best-of-last-" in k), None)
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
