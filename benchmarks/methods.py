@@ -1,6 +1,6 @@
 """Method benchmark on Fashion-MNIST: every `select` and `synthesize` method with its default (official) recipe,
 then one common protocol for all (the same `relabel` and `train-student`: dcond's defaults, or with --protocol
-tuned the settings of benchmarks/common.py) or, with --protocol rded|edc, that method's authors' student recipe
+tuned the settings of benchmarks/common.py) or, with --protocol rded|edc|sre2l, that method's authors' student recipe
 (`train-student IMAGES --recipe R`, its teachers labelling online, no bank), over several seeds; mean ± std of
 the student's test top-1 (with --validation F: of its top-1 on a validation split of F of the training images,
 the test split untouched), and each method's time.
@@ -14,7 +14,7 @@ Usage: .venv/bin/python benchmarks/methods.py [--ipc 10] [--seeds 3] [--epochs 3
        [--lowrank 1 2]  (also: each bank as rank-R factors per image, to compare selections at equal bank bytes)
        [--compress "prune 7% int4" ...]  (also: each bank in these forms of benchmarks/compress.py)
        [--init-from "select random"]  (synthesis from real images starts from that method's images, same seed)
-       [--validation 0.1] [--protocol defaults|tuned|rded|edc]
+       [--validation 0.1] [--protocol defaults|tuned|rded|edc|sre2l]
 A method may carry flags for an ablation: --methods "synthesize edc --iterations 25".
 Every step is kept under benchmarks/out/methods (methods-val0.1 with --validation 0.1) and skipped when run again
 (delete it to start afresh).
@@ -34,9 +34,9 @@ from compress import FORMS
 
 TEACHER = ["train-teacher", "--model", "convnet", "--model-opt", "width=64", "--epochs", 6, "--device", "cpu"]
 OBSERVERS = {"w32": ["width=32"], "d1": ["depth=1"], "d2": ["depth=2"], "w128-instance": ["width=128", "norm=instance"]}
-# The teachers each author's student learns from online: RDED's one teacher; the mean logits of EDC's observers
-# (its CIFAR-10 direct_train.py averages all eight; here the benchmark teacher and the four above).
-STUDENT_RECIPES = {"rded": False, "edc": True}  # recipe -> whether the observers teach too
+# The teachers each author's student learns from online: RDED's and SRe2L's one teacher; the mean logits of EDC's
+# observers (its CIFAR-10 direct_train.py averages all eight; here the benchmark teacher and the four above).
+STUDENT_RECIPES = {"rded": False, "edc": True, "sre2l": False}  # recipe -> whether the observers teach too
 SOURCES = {
     "select random": ["select", "--method", "random"],
     "select herding": ["select", "--method", "herding"],

@@ -325,6 +325,7 @@ class StudentConfig:
     teachers: list[Path] = field(default_factory=list)  # label online instead of replaying a bank
     views: ViewConfig = field(default_factory=ViewConfig)  # online and hard-label training
     randaugment: bool = False  # online and hard-label training: RandAugment each image before its view
+    shift: int = 0  # online and hard-label training: pad-and-crop each image by up to this many pixels first
     best_of_last: float = 0.0  # also report the best evaluation (every 10 epochs) in this last share of the run
     wrap: bool = False  # reuse a bank's epochs cyclically when training for more epochs than it holds
     fresh_samples: int = 0  # images per class drawn anew every epoch from a generator artifact
@@ -340,8 +341,8 @@ class StudentConfig:
             raise DcondError(f"--loss must be one of {', '.join(STUDENT_LOSSES)}")
         if not 0 <= self.ema < 1:
             raise DcondError("--ema must lie in [0, 1)")
-        if self.fresh_samples < 0:
-            raise DcondError("--fresh-samples must be >= 0")
+        if self.fresh_samples < 0 or self.shift < 0:
+            raise DcondError("--fresh-samples and --shift must be >= 0")
         if not 0 <= self.best_of_last < 1:
             raise DcondError("--best-of-last must lie in [0, 1)")
 

@@ -3,12 +3,13 @@ import gzip
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import make_image_folder
 from dcond.artifact import open_artifact
 from dcond.data import (DataOptions, check_same_split, load_eval_split, load_split, open_source, reopen, to_input,
                         to_uint8)
-from dcond.data.augment import random_crop_flip
+from dcond.data.augment import random_crop_flip, random_shift
 from dcond.data.images import balanced_subset
 from dcond.errors import DcondError
 
@@ -157,6 +158,15 @@ def test_input_conversion_round_trips(tiny_folder):
     spec, data = load_split(DataOptions(str(tiny_folder), image_size=12), "train")
     images, _ = data.__getitems__(range(4))
     assert torch.equal(to_uint8(to_input(images, spec), spec), images)
+
+
+def test_random_shift_translates_each_image_within_its_padding_and_fills_black():
+    x = (torch.arange(36, dtype=torch.uint8) + 1).view(1, 1, 6, 6).repeat(40, 1, 1, 1)  # no pixel is black
+    out = random_shift(x, 2, torch.Generator().manual_seed(0))
+    framed = F.pad(x[0, 0], (2,) * 4)  # the image in a black frame: each shift is a 6×6 window of it
+    offsets = [next((i, j) for i in range(5) for j in range(5) if torch.equal(o[0], framed[i:i + 6, j:j + 6]))
+               for o in out]
+    assert len(set(offsets)) > 10  # 40 images, 25 possible offsets: each image drew its own
 
 
 def test_random_crop_flip_moves_pixels_but_keeps_shape():

@@ -2,14 +2,23 @@
 every flag given winning; and the pieces those protocols need (schedules, weight-decay groups, RandAugment,
 the best evaluation of the last epochs kept apart from the last)."""
 
+from dataclasses import replace
+
 import pytest
+import torch
+import torch.nn.functional as F
 
 from conftest import TINY_MODEL
 from dcond.artifact import open_artifact
+from dcond.data import InputImages, to_input
+from dcond.data.folder import ArtifactImages
+from dcond.data.images import load_all
 from dcond.engine import decay_groups, lr_factor
 from dcond.errors import DcondError
 from dcond.models import ModelSpec, create_model
-from dcond.stages.student import student_config, train_student
+from dcond.spec import DatasetSpec
+from dcond.stages.student import FreshViews, student_config, train_student
+from dcond.student_recipes import STUDENT_RECIPES, CondensedSet
 from test_cli import one_error_line
 
 TINY = {"width": 8, "depth": 2}
@@ -29,7 +38,52 @@ def test_rded_and_edc_students_follow_the_released_scripts_for_small_data(shared
     assert student_config(images, "dcond").epochs == 300 and student_config(images, "dcond").decay_norm
 
 
-@pytest.mark.parametrize("recipe", ["rded", "edc"])
+def test_sre2l_student_follows_its_cifar_script_on_small_data_and_its_fkd_script_on_imagenet(shared_teacher_images):
+    teacher, images = shared_teacher_images
+    small = student_config(images, "sre2l", teachers=[teacher])
+    assert (small.epochs, small.batch_size, small.temperature, small.schedule, small.shift) == (400, 24, 30.0,
+                                                                                                "cosine", 4)
+    assert (small.views.mix, small.views.mix_alpha, small.views.crop_scale, small.decay_norm) == \
+        ("mixup", 0.8, (1.0, 1.0), True)
+    assert student_config(images, "sre2l", teachers=[teacher], shift=0).shift == 0
+    imagenet = DatasetSpec("in", tuple(map(str, range(1000))), 3, 224, (0.5,) * 3, (0.25,) * 3)
+    assert STUDENT_RECIPES.get("sre2l")(CondensedSet(imagenet, 10, True, 1)) == {
+        "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.01, "schedule": "cosine", "loss": "kl", "epochs": 300,
+        "temperature": 20.0, "decay_norm": False}
+    with pytest.raises(DcondError, match="replays a soft-label bank"):
+        STUDENT_RECIPES.get("sre2l")(CondensedSet(imagenet, 10, False, 1))
+    with pytest.raises(DcondError, match="tiny-imagenet student"):
+        STUDENT_RECIPES.get("sre2l")(CondensedSet(replace(imagenet, image_size=64), 10, True, 1))
+
+
+def test_sre2l_student_shifts_and_mixes_online_and_a_bank_refuses_what_it_did_not_store(cli, shared_teacher_images,
+                                                                                       tmp_path):
+    teacher, images = shared_teacher_images
+    r = cli("train-student", images, "--recipe", "sre2l", "--teacher", teacher, "--epochs", 2, *TINY_MODEL,
+            "--out", tmp_path / "s")
+    assert r.code == 0, r.stderr
+    config = open_artifact(tmp_path / "s").producer["config"]
+    assert (config["recipe"], config["shift"], config["views"]["mix"]) == ("sre2l", 4, "mixup")
+    labels = cli("relabel", images, "--teacher", teacher, "--epochs", 1, "--out", tmp_path / "l").stdout.strip()
+    line = one_error_line(cli("train-student", labels, "--epochs", 1, "--shift", 2, "--out", tmp_path / "bad"))
+    assert "a bank replays the views it stored: --randaugment and --shift are for online" in line
+    assert not (tmp_path / "bad").exists()
+
+
+def test_shifted_views_are_windows_of_the_images_in_a_black_frame(shared_teacher_images):
+    teacher, images = shared_teacher_images
+    art, data = open_artifact(images), load_all(ArtifactImages(images).split("train"))
+    cfg = student_config(images, "sre2l", teachers=[teacher], views={"flip": 0.0, "mix": "none"})
+    fresh = FreshViews(InputImages(data.images, art.dataset), data.labels, cfg, torch.device("cpu"), [],
+                       art.dataset, data.images)
+    x = torch.cat([batch for batch, _, _ in fresh.epoch(0)])
+    framed = to_input(F.pad(data.images, (4,) * 4), art.dataset)  # black (0) before normalising, as torchvision
+    offsets = [next((i, j) for i in range(9) for j in range(9) for f in framed
+                    if torch.allclose(view, f[:, i:i + 12, j:j + 12], atol=1e-5)) for view in x]
+    assert len(x) == 24 and len(set(offsets)) > 5
+
+
+@pytest.mark.parametrize("recipe", ["rded", "edc", "sre2l"])
 def test_a_recipe_that_labels_online_needs_a_teacher(cli, shared_teacher_images, recipe):
     _, images = shared_teacher_images
     line = one_error_line(cli("train-student", images, "--recipe", recipe, "--epochs", 1))

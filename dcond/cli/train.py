@@ -86,6 +86,9 @@ def train_student_cmd(
     randaugment: Annotated[Optional[bool], typer.Option(
         "--randaugment/--no-randaugment", help="Online and hard-label training: RandAugment each image first.",
         show_default=False)] = None,
+    shift: Annotated[Optional[int], typer.Option(help="Online and hard-label training: pad each image by this many "
+                                                      "pixels and crop it back at a random offset first (dcond: 0; "
+                                                      "sre2l: 4).")] = None,
     best_of_last: Annotated[Optional[float], typer.Option(help="Also record the best evaluation (every 10 epochs) "
                                                                "of this last share of the run, apart from the "
                                                                "last epoch's (rded: 0.2).")] = None,
@@ -115,7 +118,7 @@ def train_student_cmd(
     cfg = student_config(source, recipe, views, model=model, model_options=parse_options(model_opt or []),
                          epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                          decay_norm=decay_norm, schedule=schedule, zeta=zeta, warmup_epochs=warmup_epochs, loss=loss,
-                         temperature=temperature, ce_weight=ce_weight, ema=ema, randaugment=randaugment,
+                         temperature=temperature, ce_weight=ce_weight, ema=ema, randaugment=randaugment, shift=shift,
                          best_of_last=best_of_last, teachers=list(teacher or []), wrap=wrap,
                          fresh_samples=fresh_samples, seed=seed, device=device, amp=amp, evaluate=eval)
     emit(train_student(source, cfg, out, force), json)

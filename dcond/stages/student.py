@@ -21,7 +21,8 @@ from dcond.artifact import Artifact, ArtifactWriter, open_artifact
 from dcond.bank import Bank, has_bank, open_bank
 from dcond.config import StudentConfig
 from dcond.data import DataOptions, DatasetSpec, InputImages, check_same_split, load_eval_split, reopen, to_input
-from dcond.data.augment import ViewConfig, apply_views, draw_epoch, epoch_generator, mixed_targets
+from dcond.data.augment import (ViewConfig, apply_views, draw_epoch, epoch_generator, mixed_targets,
+                                 random_shift)
 from dcond.data.folder import ArtifactImages
 from dcond.data.images import load_all
 from dcond.distributed import world
@@ -138,6 +139,9 @@ class Replay:
         if stored is not None and cfg.epochs > stored and not cfg.wrap:
             raise DcondError(f"the bank holds {stored} epochs but --epochs is {cfg.epochs}; relabel with more "
                              "epochs, or pass --wrap to reuse its epochs cyclically")
+        if cfg.randaugment or cfg.shift:
+            raise DcondError("a bank replays the views it stored: --randaugment and --shift are for online "
+                             "(--teacher) or hard-label training")
         if cfg.batch_size and cfg.batch_size != bank.info["batch_size"]:
             raise DcondError(f"the bank was made with batch size {bank.info['batch_size']}; a student replays it "
                              "as stored (leave out --batch-size)")
@@ -169,18 +173,26 @@ class FreshViews:
         _check_share(self.batch_size)
 
     def epoch(self, e: int) -> Iterator[Batch]:
-        views = draw_epoch(len(self.labels), self.batch_size, self.cfg.views, self.images.shape[-1],
-                           epoch_generator(self.cfg.seed, e))
+        gen = epoch_generator(self.cfg.seed, e)
+        views = draw_epoch(len(self.labels), self.batch_size, self.cfg.views, self.images.shape[-1], gen)
         share = _share()
         for b in range(len(views)):
             v = views.batch(b)
             source = self.images
-            if self.randaugment is not None:  # each image RandAugmented, then cropped, flipped and mixed as drawn
-                shown = torch.stack([self.randaugment(img) for img in self.raw[v.order.cpu()]])
-                source, v = to_input(shown.to(self.device), self.spec), replace(v, order=torch.arange(len(v.order)))
+            if self.randaugment is not None or self.cfg.shift:  # then cropped, flipped and mixed as drawn
+                source, v = self._transformed(v.order, gen), replace(v, order=torch.arange(len(v.order)))
             x = apply_views(source, v)[share]
             logits = ensemble_logits(self.teachers, x, self.device, self.cfg.amp) if self.teachers else None
             yield x, logits, mixed_targets(self.labels, v, self.num_classes)[share]
+
+    def _transformed(self, order: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """One batch's images, each RandAugmented and/or shifted by pad-and-crop, as network input."""
+        shown = self.raw[order.cpu()]
+        if self.randaugment is not None:
+            shown = torch.stack([self.randaugment(img) for img in shown])
+        if self.cfg.shift:
+            shown = random_shift(shown, self.cfg.shift, gen)
+        return to_input(shown.to(self.device), self.spec)
 
 
 def _randaugment():
