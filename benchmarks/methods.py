@@ -36,7 +36,7 @@ TEACHER = ["train-teacher", "--model", "convnet", "--model-opt", "width=64", "--
 OBSERVERS = {"w32": ["width=32"], "d1": ["depth=1"], "d2": ["depth=2"], "w128-instance": ["width=128", "norm=instance"]}
 # The teachers each author's student learns from online: RDED's and SRe2L's one teacher; the mean logits of EDC's
 # observers (its CIFAR-10 direct_train.py averages all eight; here the benchmark teacher and the four above).
-STUDENT_RECIPES = {"rded": False, "edc": True, "sre2l": False}  # recipe -> whether the observers teach too
+RECIPE_OBSERVERS = {"rded": False, "edc": True, "sre2l": False}  # recipe -> whether the observers teach too
 SOURCES = {
     "select random": ["select", "--method", "random"],
     "select herding": ["select", "--method", "herding"],
@@ -54,7 +54,7 @@ class Setup:
 
     validation: float = 0.0  # > 0: the teachers hold this share of the training images out, and all measure on it
     protocol: str = "defaults"  # the common relabel and student settings: "defaults", or "tuned" (common.py's),
-    # or a student recipe of STUDENT_RECIPES (no bank)
+    # or an author's student recipe, a key of RECIPE_OBSERVERS (no bank)
 
     @property
     def root(self) -> Path:
@@ -81,7 +81,7 @@ class Setup:
     @property
     def recipe(self) -> bool:
         """The protocol is an author's student recipe: students learn from their teachers online, no bank."""
-        return self.protocol in STUDENT_RECIPES
+        return self.protocol in RECIPE_OBSERVERS
 
 
 def teachers(setup: Setup) -> tuple[str, list[str]]:
@@ -134,7 +134,7 @@ def run(name: str, seed: int, ipc: int, epochs: int, teacher: str, observers: li
     times_file.write_text(json.dumps(times, indent=1))
     tag += setup.suffix
     if setup.recipe:
-        teaching = [teacher, *(observers if STUDENT_RECIPES[setup.protocol] else [])]
+        teaching = [teacher, *(observers if RECIPE_OBSERVERS[setup.protocol] else [])]
         student = step(setup.root / f"{tag}-student", "train-student", images, "--recipe", setup.protocol,
                        *[a for t in teaching for a in ("--teacher", t)], "--seed", seed)
         return Run(metrics(student)["top1"], seconds, images, student)
@@ -160,7 +160,7 @@ def main() -> None:
                         help="also compress each bank in these forms of benchmarks/compress.py and train on it")
     parser.add_argument("--validation", type=float, default=0.0,
                         help="measure on this share of the training images, held out by the teachers")
-    parser.add_argument("--protocol", choices=["defaults", "tuned", *STUDENT_RECIPES], default="defaults",
+    parser.add_argument("--protocol", choices=["defaults", "tuned", *RECIPE_OBSERVERS], default="defaults",
                         help="the common protocol, or an author's student recipe (its own epochs; --epochs unused)")
     args = parser.parse_args()
     setup = Setup(args.validation, args.protocol)
