@@ -88,7 +88,7 @@ def teachers(setup: Setup) -> tuple[str, list[str]]:
     """The benchmark teacher and EDC's extra observers, trained once."""
     teacher = step(setup.root / "teacher", *TEACHER, *setup.teacher_flags)
     observers = [step(setup.root / f"observer-{name}", "train-teacher", "--model", "convnet", "--epochs", 1,
-                      *[a for opt in options for a in ("--model-opt", opt)], "--device", "cpu", *setup.teacher_flags)
+                      *repeated("--model-opt", options), "--device", "cpu", *setup.teacher_flags)
                  for name, options in OBSERVERS.items()]
     return teacher, observers
 
@@ -122,7 +122,7 @@ def run(name: str, seed: int, ipc: int, epochs: int, teacher: str, observers: li
     source, flags = " ".join(words[:2]), words[2:]
     init_from = init_from if source == "synthesize edc" else None
     tag = tag_of(name, ipc, seed, init_from)
-    extra = [a for o in observers for a in ("--teacher", o)] if source == "synthesize edc" else []
+    extra = repeated("--teacher", observers) if source == "synthesize edc" else []
     if init_from:
         extra += ["--init", step(setup.root / tag_of(init_from, ipc, seed), *SOURCES[init_from], teacher,
                                  "--ipc", ipc, "--seed", seed)]
@@ -136,7 +136,7 @@ def run(name: str, seed: int, ipc: int, epochs: int, teacher: str, observers: li
     if setup.recipe:
         teaching = [teacher, *(observers if RECIPE_OBSERVERS[setup.protocol] else [])]
         student = step(setup.root / f"{tag}-student", "train-student", images, "--recipe", setup.protocol,
-                       *[a for t in teaching for a in ("--teacher", t)], "--seed", seed)
+                       *repeated("--teacher", teaching), "--seed", seed)
         return Run(metrics(student)["top1"], seconds, images, student)
     labels = step(setup.root / f"{tag}-labels", "relabel", images, "--teacher", teacher, "--epochs", epochs,
                   "--seed", seed, *setup.relabel_flags)
@@ -193,12 +193,18 @@ def main() -> None:
         print("\nApart, never the headline: the best evaluation of the last epochs, as the recipe's authors report:\n")
         print("| images | best of the last epochs, mean ± std | seeds |\n|---|---|---|")
         for name, accs in best:
-            print(f"| {name} | {mean_std(accs)[0]:.2%} ± {mean_std(accs)[1]:.2%} | {runs(accs)} |")
+            mean, spread = mean_std(accs)
+            print(f"| {name} | {mean:.2%} ± {spread:.2%} | {runs(accs)} |")
     if smaller:
         print("\nThe same banks compressed (compress-labels; lowrankR: --method lowrank+quantize --rank R):\n")
         print("| images | form | bank bytes (median) | student top-1, mean ± std | seeds |\n|---|---|---|---|---|")
         for name, form, size, mean, spread, accs in smaller:
             print(f"| {name} | {form} | {size:,.0f} | {mean:.2%} ± {spread:.2%} | {runs(accs)} |")
+
+
+def repeated(flag: str, values: list) -> list:
+    """A flag given once per value: repeated("--teacher", [a, b]) -> ["--teacher", a, "--teacher", b]."""
+    return [a for v in values for a in (flag, v)]
 
 
 def runs(accuracies: list[float]) -> str:
