@@ -22,6 +22,7 @@ Every step is kept under benchmarks/out/methods (methods-val0.1 with --validatio
 
 import argparse
 import json
+import os
 import re
 import statistics
 import time
@@ -126,12 +127,9 @@ def run(name: str, seed: int, ipc: int, epochs: int, teacher: str, observers: li
     if init_from:
         extra += ["--init", step(setup.root / tag_of(init_from, ipc, seed), *SOURCES[init_from], teacher,
                                  "--ipc", ipc, "--seed", seed)]
-    times_file = setup.root / "times.json"
-    times = json.loads(times_file.read_text()) if times_file.exists() else {}
     t0 = time.perf_counter()
     images = step(setup.root / tag, *SOURCES[source], teacher, *extra, *flags, "--ipc", ipc, "--seed", seed)
-    seconds = times.setdefault(tag, time.perf_counter() - t0)
-    times_file.write_text(json.dumps(times, indent=1))
+    seconds = first_time(setup.root / "times.json", tag, time.perf_counter() - t0)
     tag += setup.suffix
     if setup.recipe:
         teaching = [teacher, *(observers if RECIPE_OBSERVERS[setup.protocol] else [])]
@@ -200,6 +198,17 @@ def main() -> None:
         print("| images | form | bank bytes (median) | student top-1, mean ± std | seeds |\n|---|---|---|---|---|")
         for name, form, size, mean, spread, accs in smaller:
             print(f"| {name} | {form} | {size:,.0f} | {mean:.2%} ± {spread:.2%} | {runs(accs)} |")
+
+
+def first_time(path: Path, tag: str, seconds: float) -> float:
+    """The time first measured for `tag`, kept in `path`. Several benchmark processes may share the file, so it
+    is read just before it is written and replaced whole: each keeps the others' entries."""
+    times = json.loads(path.read_text()) if path.exists() else {}
+    seconds = times.setdefault(tag, seconds)
+    scratch = path.with_name(f"{path.name}.{os.getpid()}")
+    scratch.write_text(json.dumps(times, indent=1))
+    scratch.replace(path)
+    return seconds
 
 
 def repeated(flag: str, values: list) -> list:
