@@ -9,16 +9,7 @@ Usage: .venv/bin/python benchmarks/condense.py TEACHER [--ipc 10] [--epochs 300]
 import argparse
 
 from common import OUT, RELABEL_FLAGS, STUDENT_FLAGS, dcond, machine, metrics
-
-SOURCES = {
-    "select random": ["select", "--method", "random"],
-    "select herding": ["select", "--method", "herding"],
-    "select rded": ["select", "--method", "rded"],
-    "select score": ["select", "--method", "score"],
-    "synthesize sre2l": ["synthesize", "--method", "sre2l"],
-    "synthesize classwise": ["synthesize", "--method", "classwise"],
-    "synthesize edc": ["synthesize", "--method", "edc"],
-}
+from methods import SOURCES
 
 
 def main() -> None:
