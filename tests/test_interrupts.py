@@ -1,5 +1,6 @@
-"""Kill a stage at a random moment (SIGKILL, or SIGINT as Ctrl-C sends), run the same command again, and get
-the artifact an uninterrupted run makes, bit for bit; in between, nothing half-written is accepted.
+"""Kill a stage at a random moment (SIGKILL, SIGINT as Ctrl-C sends, or SIGTERM as a batch scheduler does), run
+the same command again, and get the artifact an uninterrupted run makes, bit for bit; in between, nothing
+half-written is accepted, and a stage that was told to stop leaves no work folder it cannot resume.
 
 `pytest --stress 20 tests/test_interrupts.py` kills every stage 20 times at different moments."""
 
@@ -52,6 +53,12 @@ def start_s() -> float:
     return time.monotonic() - t0
 
 
+def start(argv: list[str], **kwargs) -> subprocess.Popen:
+    """A dcond process that Ctrl-C would stop: a process started in the background (as CI may run the suite)
+    inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    return subprocess.Popen(argv, env=ENV, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
+
+
 def command(stage: str, inputs: dict[str, Path], out: Path) -> list[str]:
     return [sys.executable, "-m", "dcond", *(str(inputs.get(a, a)) for a in STAGES[stage]), "--out", str(out)]
 
@@ -66,18 +73,39 @@ def test_a_killed_stage_run_again_makes_the_uninterrupted_artifact(stage, inputs
     rng = random.Random(stage)
     for attempt in range(stress):
         out = tmp_path / f"run{attempt}"
-        how = rng.choice([signal.SIGKILL, signal.SIGINT])
-        process = subprocess.Popen(command(stage, inputs, out), stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, env=ENV)
+        how = rng.choice([signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
+        process = start(command(stage, inputs, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(start_s + rng.uniform(0, 1) * work_s)  # a moment of the stage's work, not of its imports
         process.send_signal(how)
         process.wait(timeout=60)
         if out.exists():  # the kill came after the artifact was complete
             assert verify(out).intact
         assert_no_half_written_artifact(tmp_path)
+        if how != signal.SIGKILL:
+            assert not work_folders(tmp_path), f"{how.name} at attempt {attempt}"
         again = subprocess.run(command(stage, inputs, out), capture_output=True, text=True, env=ENV, timeout=300)
         assert again.returncode == 0 or "already exists" in again.stderr, again.stderr
         assert content(out) == content(reference), f"after {how.name} at attempt {attempt}"
+
+
+def work_folders(root: Path) -> list[Path]:
+    """The work folders of writers that cannot resume (`.<name>.<random>.tmp`)."""
+    return [p for p in root.glob(".*.tmp") if p.is_dir()]
+
+
+@pytest.mark.parametrize("how, code, said", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+def test_a_stage_told_to_stop_removes_its_work_folder_and_says_so(how, code, said, inputs, tmp_path):
+    out = tmp_path / "student"
+    process = start([sys.executable, "-m", "dcond", "train-student", str(inputs["IMAGES"]), *TINY_MODEL,
+                     "--epochs", "1000000", "--out", str(out)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not work_folders(tmp_path):  # the student is training: its writer's folder exists
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.05)
+    process.send_signal(how)
+    assert process.wait(timeout=60) == code
+    assert process.stderr.read().strip().splitlines()[-1].endswith(f"error: {said}")
+    assert not work_folders(tmp_path) and not out.exists()
 
 
 def assert_no_half_written_artifact(root: Path) -> None:

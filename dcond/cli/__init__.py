@@ -1,7 +1,9 @@
 """The `dcond` command: one Typer app whose commands are thin wrappers over the stage functions."""
 
 import os
+import signal
 import sys
+from contextlib import contextmanager
 
 import typer
 from typer.core import TyperArgument, TyperCommand
@@ -75,34 +77,68 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+class _Stopped(BaseException):
+    """Ctrl-C (SIGINT), or SIGTERM as batch schedulers send at a time limit and torchrun sends to the other
+    workers when one fails. Not a KeyboardInterrupt: Typer turns that into a return value, and the exit code 0."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum, frame) -> None:
+    for stopping in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the clean-up short
+        signal.signal(stopping, signal.SIG_IGN)
+    raise _Stopped(signum)
+
+
+@contextmanager
+def _stopping_cleanly():
+    """Unwind on SIGINT and SIGTERM, so that a stage's writer keeps a resumable work folder and removes any other
+    (SIGTERM's default would kill the process and leave a half-built folder behind). A signal the process was
+    started with ignored (a background job's SIGINT) stays ignored; the handlers are restored on the way out."""
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+        if previous[signum] is default:
+            signal.signal(signum, _stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def main() -> None:
     """Entry point: errors become one line on stderr and a non-zero exit (DCOND_DEBUG=1 shows the traceback)."""
     debug = os.environ.get("DCOND_DEBUG") == "1"
-    try:
-        app(prog_name="dcond", standalone_mode=False)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except (KeyboardInterrupt, typer.Abort):
-        _fail("interrupted", 130)
-    except DcondError as e:
-        if debug:
-            raise
-        _fail(str(e), 1)
-    except OSError as e:  # the file system said no (permissions, a full disk, a name too long): not a bug
-        if debug:
-            raise
-        _fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e), 1)
-    except Exception as e:
-        if _is_usage_error(e):
-            ctx = getattr(e, "ctx", None)
-            hint = f" (see '{ctx.command_path} --help')" if ctx else ""
-            _fail(e.format_message().replace("\n", " ") + hint, e.exit_code)
-        if debug:
-            raise
-        # unexpected: a bug in dcond, not the user's doing; still one line, and marked as such
-        detail = " ".join(str(e).split())[:300]
-        _fail(f"internal error: {type(e).__name__}: {detail} (a bug in dcond: please report it; DCOND_DEBUG=1 "
-              "shows the traceback)", 1)
+    with _stopping_cleanly():
+        try:
+            code = app(prog_name="dcond", standalone_mode=False)
+            if isinstance(code, int):  # a typer.Exit raised inside a command comes back as a value, not an exception
+                sys.exit(code)
+        except _Stopped as e:
+            _fail("interrupted" if e.signum == signal.SIGINT else "terminated", 128 + e.signum)
+        except typer.Abort:
+            _fail("interrupted", 130)
+        except DcondError as e:
+            if debug:
+                raise
+            _fail(str(e), 1)
+        except OSError as e:  # the file system said no (permissions, a full disk, a name too long): not a bug
+            if debug:
+                raise
+            _fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e), 1)
+        except Exception as e:
+            if _is_usage_error(e):
+                ctx = getattr(e, "ctx", None)
+                hint = f" (see '{ctx.command_path} --help')" if ctx else ""
+                _fail(e.format_message().replace("\n", " ") + hint, e.exit_code)
+            if debug:
+                raise
+            # unexpected: a bug in dcond, not the user's doing; still one line, and marked as such
+            detail = " ".join(str(e).split())[:300]
+            _fail(f"internal error: {type(e).__name__}: {detail} (a bug in dcond: please report it; DCOND_DEBUG=1 "
+                  "shows the traceback)", 1)
 
 
 def _is_usage_error(e: Exception) -> bool:
