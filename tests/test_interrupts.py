@@ -99,12 +99,16 @@ def test_a_stage_told_to_stop_removes_its_work_folder_and_says_so(how, code, sai
     process = start([sys.executable, "-m", "dcond", "train-student", str(inputs["IMAGES"]), *TINY_MODEL,
                      "--epochs", "1000000", "--out", str(out)], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not work_folders(tmp_path):  # the student is training: its writer's folder exists
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
-        time.sleep(0.05)
-    process.send_signal(how)
-    assert process.wait(timeout=60) == code
-    assert process.stderr.read().strip().splitlines()[-1].endswith(f"error: {said}")
+    try:
+        while not work_folders(tmp_path):  # until the student trains: its writer's folder exists
+            assert process.poll() is None and time.monotonic() < deadline, "the student did not start"
+            time.sleep(0.05)
+        process.send_signal(how)
+        _, stderr = process.communicate(timeout=60)  # read as it comes: a full pipe would block the unwinding
+    finally:
+        process.kill()  # nothing, once it has exited
+    assert process.returncode == code, stderr
+    assert stderr.strip().splitlines()[-1].endswith(f"error: {said}")
     assert not work_folders(tmp_path) and not out.exists()
 
 
