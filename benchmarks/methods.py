@@ -22,7 +22,6 @@ Every step is kept under benchmarks/out/methods (methods-val0.1 with --validatio
 
 import argparse
 import json
-import os
 import re
 import statistics
 import time
@@ -32,6 +31,8 @@ from typing import NamedTuple
 
 from common import OUT, RELABEL_FLAGS, STUDENT_FLAGS, best_of_last, machine, metrics, step
 from compress import FORMS
+
+from dcond.artifact import atomic_path
 
 TEACHER = ["train-teacher", "--model", "convnet", "--model-opt", "width=64", "--epochs", 6, "--device", "cpu"]
 OBSERVERS = {"w32": ["width=32"], "d1": ["depth=1"], "d2": ["depth=2"], "w128-instance": ["width=128", "norm=instance"]}
@@ -205,9 +206,8 @@ def first_time(path: Path, tag: str, seconds: float) -> float:
     is read just before it is written and replaced whole: each keeps the others' entries."""
     times = json.loads(path.read_text()) if path.exists() else {}
     seconds = times.setdefault(tag, seconds)
-    scratch = path.with_name(f"{path.name}.{os.getpid()}")
-    scratch.write_text(json.dumps(times, indent=1))
-    scratch.replace(path)
+    with atomic_path(path) as scratch:
+        scratch.write_text(json.dumps(times, indent=1))
     return seconds
 
 
