@@ -16,22 +16,25 @@ DCOND = [str(Path(sys.executable).parent / "dcond")] if (Path(sys.executable).pa
 OUT = Path(os.environ.get("DCOND_BENCH_OUT", Path(__file__).parent / "out"))
 
 
-def dcond(*args, log: Path | None = None) -> tuple[str, float]:
-    """Run `dcond ARGS`; return its stdout (the artifact path) and its wall time in seconds."""
+def dcond(*args, log: Path | None = None, threads: int | None = None) -> tuple[str, float]:
+    """Run `dcond ARGS` (with THREADS CPU threads, where given); return its stdout (the artifact path) and its wall
+    time in seconds."""
     cmd = [*DCOND, *map(str, args)]
+    env = os.environ | {"OMP_NUM_THREADS": str(threads)} if threads else None
     print("$ dcond " + " ".join(shlex.quote(str(a)) for a in args), file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=open(log, "a") if log else None, text=True)
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=open(log, "a") if log else None, text=True, env=env)
     elapsed = time.perf_counter() - t0
     if r.returncode != 0:
         sys.exit(f"benchmark step failed: {' '.join(cmd)}")
     return r.stdout.strip(), elapsed
 
 
-def step(out: Path, *args) -> str:
+def step(out: Path, *args, threads: int | None = None) -> str:
     """`dcond ARGS --out OUT`, unless OUT holds the artifact of an earlier run: an interrupted benchmark
     continues where it stopped (delete its output folder to start afresh)."""
-    return str(out) if (Path(out) / "dcond.json").exists() else dcond(*args, "--out", out, "--force")[0]
+    done = (Path(out) / "dcond.json").exists()
+    return str(out) if done else dcond(*args, "--out", out, "--force", threads=threads)[0]
 
 
 def metrics(path: str) -> dict:
