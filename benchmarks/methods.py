@@ -35,8 +35,8 @@ from compress import FORMS
 from dcond.artifact import atomic_path
 
 TEACHER = ["train-teacher", "--model", "convnet", "--model-opt", "width=64", "--epochs", 6, "--device", "cpu"]
-# A CPU's float sums change with its thread count, and so do the teachers: trained on a fixed two, the teacher of a
-# new session is that of earlier ones (92.21 % test top-1, as in an earlier session), so their students pair up.
+# A CPU's float sums change with its thread count, and so do the teachers. On a fixed two, two runs gave the same
+# weights and an earlier session the same top-1 (92.21 %), so students of different sessions can be paired.
 TEACHER_THREADS = 2
 OBSERVERS = {"w32": ["width=32"], "d1": ["depth=1"], "d2": ["depth=2"], "w128-instance": ["width=128", "norm=instance"]}
 # The teachers each author's student learns from online: RDED's and SRe2L's one teacher; the mean logits of EDC's
