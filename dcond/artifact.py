@@ -468,7 +468,7 @@ def _producer(stage: str, config: dict[str, Any]) -> dict[str, Any]:
 
     return {"stage": stage, "argv": ["dcond", *sys.argv[1:]] if Path(sys.argv[0]).name == "dcond" else sys.argv,
             "config": config, "seed": config.get("seed"), "dcond_version": __version__,
-            "torch_version": torch.__version__, "python": platform.python_version()}
+            "torch_version": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version()}
 
 
 def _entry(path: Path) -> dict[str, Any]:

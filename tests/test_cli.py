@@ -63,7 +63,9 @@ def test_inspect_and_verify_on_a_copy(cli, tiny_teacher, tmp_path):
     copy = shutil.copytree(tiny_teacher, tmp_path / "moved" / "t")
     r = cli("inspect", copy)
     assert r.code == 0 and "kind" in r.stdout and "model" in r.stdout and "tiny:test" in r.stdout
-    assert json.loads(cli("inspect", copy, "--json").stdout)["kind"] == "model"
+    assert "threads 1," in r.stdout  # the CPU threads it was made with: the tests' one
+    printed = json.loads(cli("inspect", copy, "--json").stdout)
+    assert printed["kind"] == "model" and printed["made_by"]["threads"] == 1
     r = cli("verify", copy)
     assert r.code == 0 and "intact" in r.stdout
 

@@ -94,7 +94,8 @@ def describe(art: Artifact) -> dict[str, Any]:
             "dataset": {"name": ds.name, "classes": len(ds.classes), "shape": [ds.channels, ds.image_size,
                                                                                ds.image_size]},
             "made_by": {"argv": prod.get("argv"), "dcond": prod.get("dcond_version"),
-                        "torch": prod.get("torch_version"), "seed": prod.get("seed")},
+                        "torch": prod.get("torch_version"), "threads": prod.get("threads"),
+                        "seed": prod.get("seed")},
             "files": len(art.files), "bytes": sum(e["size"] for e in art.files.values()),
             art.kind: _flat(art.section),
             "parents": art.parents, "lineage": art.manifest.get("lineage", []),
@@ -117,11 +118,13 @@ def inspect_cmd(artifact: InputArtifact = None, json: Json = False) -> None:
 
 
 def _print_summary(d: dict[str, Any]) -> None:
+    made = d["made_by"]
+    threads = f", threads {made['threads']}" if made["threads"] else ""  # older artifacts lack it
     rows = [("kind", d["kind"]), ("digest", d["digest"]),
             ("dataset", f"{d['dataset']['name']}: {d['dataset']['classes']} classes, "
                         f"{'×'.join(map(str, d['dataset']['shape']))}"),
-            ("made by", f"{' '.join(d['made_by']['argv'] or [])} (dcond {d['made_by']['dcond']}, "
-                        f"torch {d['made_by']['torch']}, seed {d['made_by']['seed']}), {d['created']}"),
+            ("made by", f"{' '.join(made['argv'] or [])} (dcond {made['dcond']}, torch {made['torch']}{threads}, "
+                        f"seed {made['seed']}), {d['created']}"),
             ("size", f"{d['files']} files, {_size(d['bytes'])}")]
     rows += [(f"{d['kind']}.{k}", str(v)) for k, v in d[d["kind"]].items()]
     rows += [("parent", f"{p.get('role')}: {p['kind']} {p['digest'][:19]}… at {p.get('path')}") for p in d["parents"]]
