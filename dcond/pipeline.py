@@ -269,6 +269,7 @@ def _dispatch(tasks: list[_Task], commands: dict[str, TyperCommand], cache: Path
     teacher, say) waits for it and is then taken from the cache. The first failure (or Ctrl-C) ends the run:
     nothing starts after it, and the stages running then are left to finish."""
     pending, running = list(tasks), {}  # running: future -> stage key
+    env = _stage_env(jobs)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         while pending or running:
             for task in list(pending):
@@ -284,7 +285,7 @@ def _dispatch(tasks: list[_Task], commands: dict[str, TyperCommand], cache: Path
                     continue
                 pending.remove(task)
                 task.future = pool.submit(_run_task, task.stage, commands[task.stage.run], input_path, args, cache,
-                                          key)
+                                          key, env)
                 running[task.future] = key
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
@@ -292,9 +293,19 @@ def _dispatch(tasks: list[_Task], commands: dict[str, TyperCommand], cache: Path
                 future.result()  # raises a failed stage's error
 
 
+def _stage_env(jobs: int) -> dict[str, str] | None:
+    """The environment of the stages' processes. Side by side, each takes its share of the CPU's cores: by default
+    torch gives every process a thread per core, and `jobs` processes contending for the same cores made students
+    several times slower (docs/benchmarks.md, "dcond run --jobs on a CPU"). A thread count the user set is kept."""
+    if jobs == 1 or "OMP_NUM_THREADS" in os.environ:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return os.environ | {"OMP_NUM_THREADS": str(max(1, cores // jobs))}
+
+
 def _run_task(stage: Stage, command: TyperCommand, input_path: str | None, args: dict[str, Any], cache: Path,
-              key: str) -> "StageRun":
-    run = _cached_or_run(stage, command, input_path, args, cache, key)
+              key: str, env: dict[str, str] | None) -> "StageRun":
+    run = _cached_or_run(stage, command, input_path, args, cache, key, env)
     run.input = input_path
     return run
 
@@ -313,7 +324,7 @@ def _key(stage: Stage, input_path: str | None, args: dict[str, Any]) -> str:
 
 
 def _cached_or_run(stage: Stage, command: TyperCommand, input_path: str | None, args: dict[str, Any],
-                   cache: Path, key: str) -> StageRun:
+                   cache: Path, key: str, env: dict[str, str] | None) -> StageRun:
     evaluates = stage.run == "evaluate"  # evaluate records metrics in its input; it writes no artifact
     out = Path(input_path) if evaluates else cache / f"{stage.name}-{key[:16]}"
     record = cache / f"{stage.name}-{key[:16]}.json"
@@ -324,17 +335,18 @@ def _cached_or_run(stage: Stage, command: TyperCommand, input_path: str | None, 
     argv = [sys.executable, "-m", "dcond", stage.run, *([input_path] if input_path else []), *_argv(command, args)]
     argv += ["--json"] if evaluates else ["--out", str(out), "--force"]
     info(f"  {stage.name}: {' '.join(argv[3:])}")
-    seconds, peak, stdout = _timed(argv)
+    seconds, peak, stdout = _timed(argv, env)
     metrics = _flat_metrics(_evaluation(json.loads(stdout)), "") if evaluates else None
     record.write_text(json.dumps({"key": key, "argv": argv[3:], "seconds": seconds, "peak_rss_mb": peak,
                                   "metrics": metrics}, indent=2) + "\n")
     return _describe(stage, key, out, False, seconds, peak, metrics)
 
 
-def _timed(argv: list[str]) -> tuple[float, float, str]:
-    """Run a stage as its own process; its wall time, peak resident memory (MB) and stdout."""
+def _timed(argv: list[str], env: dict[str, str] | None) -> tuple[float, float, str]:
+    """Run a stage as its own process (in `env`, or this one's); its wall time, peak resident memory (MB) and
+    stdout."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
     stdout = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)

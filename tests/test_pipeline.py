@@ -1,5 +1,8 @@
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,7 +82,8 @@ model-opt = ["width=8", "depth=2"]
 """
 
 
-def test_jobs_run_ready_stages_side_by_side_with_the_results_of_one_job(cli, tiny_folder, tmp_path):
+def test_jobs_run_ready_stages_side_by_side_with_the_results_of_one_job(cli, tiny_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # kept at any --jobs: CPU sums differ with the thread count
     (tmp_path / "m.toml").write_text(MATRIX.format(data=tiny_folder))
     reports = {}
     for jobs in (3, 1):
@@ -94,6 +98,24 @@ def test_jobs_run_ready_stages_side_by_side_with_the_results_of_one_job(cli, tin
         assert [(s["name"], s["metrics"]) for s in three["stages"]] == \
             [(s["name"], s["metrics"]) for s in one["stages"]]
     assert drawn_by_matplotlib(tmp_path / "report1" / "accuracy-vs-ipc.png")
+
+
+def test_stages_side_by_side_share_the_cores_unless_the_user_set_the_threads(cli, pipeline_file, tmp_path,
+                                                                             monkeypatch):
+    from dcond.pipeline import _stage_env
+
+    def threads(jobs: int) -> list[int]:
+        cache = tmp_path / f"cache-{jobs}"
+        assert cli("run", pipeline_file(), "--cache", cache, "--jobs", jobs, "--out", tmp_path / f"r{jobs}").code == 0
+        return sorted({json.loads(p.read_text())["producer"]["threads"] for p in cache.glob("*/dcond.json")})
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    default = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                             capture_output=True, text=True, check=True).stdout
+    assert threads(1) == [int(default)]
+    assert threads(2) == [max(1, len(os.sched_getaffinity(0)) // 2)]
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert _stage_env(2) is None  # the stages inherit the user's setting
 
 
 def test_a_failed_stage_ends_the_run_before_anything_queued_starts(cli, tiny_folder, tmp_path):
@@ -209,7 +231,7 @@ def test_a_stage_waiting_for_its_inputs_leaves_its_job_to_a_ready_stage_and_a_sh
     started, active, most = {}, Counter(), Counter()  # stages running per key, and the most at once
     lock = threading.Lock()
 
-    def fake_run(stage, command, input_path, args, cache, key):
+    def fake_run(stage, command, input_path, args, cache, key, env):
         with lock:
             started.setdefault(stage.name, threading.Event()).set()
             active[key] += 1

@@ -23,8 +23,9 @@ def run_cmd(
         "--check", help="A baseline report.json: fail if an accuracy fell by more than --tolerance.")] = None,
     tolerance: Annotated[float, typer.Option(help="Allowed fall of an accuracy, absolute (0.01 = 1 point).")] = 0.01,
     jobs: Annotated[int, typer.Option(min=1, help="Stages run side by side when their inputs are ready (rows of "
-                                                  "the matrix, students of one set of images); on a GPU, 4 or more "
-                                                  "keep it busy.")] = 1,
+                                                  "the matrix, students of one set of images), each with its share "
+                                                  "of the CPU cores unless OMP_NUM_THREADS is set; on a GPU, 4 or "
+                                                  "more keep it busy.")] = 1,
 ) -> None:
     """Run a whole pipeline file; stages whose inputs and arguments are unchanged are taken from the cache."""
     from dcond.cli import app
