@@ -13,11 +13,9 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import time
 from collections import defaultdict
 
-from common import DCOND, OUT, machine, median
+from common import OUT, dcond, machine, median
 
 PIPELINE = """\
 [pipeline]
@@ -57,18 +55,14 @@ device = "cpu"
 """
 
 
-def run_once(folder, threads: str | None) -> dict[str, float]:
+def run_once(folder, threads: int | None) -> dict[str, float]:
     """One run from an empty cache; its wall time and the summed seconds of each stage."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     (folder / "jobs.toml").write_text(PIPELINE)
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    if threads:
-        env["OMP_NUM_THREADS"] = threads
-    t0 = time.perf_counter()
-    subprocess.run([*DCOND, "run", folder / "jobs.toml", "--jobs", "2", "--cache", folder / "cache", "--out",
-                    folder / "report"], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    times = {"whole run": time.perf_counter() - t0}
+    _, seconds = dcond("run", folder / "jobs.toml", "--jobs", 2, "--cache", folder / "cache", "--out",
+                       folder / "report", log=folder / "run.log", threads=threads)
+    times = {"whole run": seconds}
     for row in json.loads((folder / "report" / "report.json").read_text())["rows"]:
         for stage in row["stages"]:
             if not stage["cached"]:
@@ -82,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     if "OMP_NUM_THREADS" in os.environ:
         raise SystemExit("unset OMP_NUM_THREADS: this benchmark sets it itself")
-    settings = {f"torch's default ({os.cpu_count()} threads per stage)": str(os.cpu_count()),
+    settings = {f"torch's default ({os.cpu_count()} threads per stage)": os.cpu_count(),
                 "a share of the cores per stage (dcond run)": None}
     times = defaultdict(lambda: defaultdict(list))
     for _ in range(args.repeats):
