@@ -6,6 +6,7 @@ rank to its GPU, and tells stages their rank and world size. Without those varia
 single process, and every collective is a no-op.
 """
 
+import atexit
 import os
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -96,6 +97,9 @@ def _launched() -> World:
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():  # every rank decides alike: one GPU each, or none (resolve_device says why)
         dist.init_process_group("cpu:gloo,cuda:nccl" if gpus else "gloo")
+        # Left to the interpreter's teardown, gloo's threads were sometimes still joinable when the group was
+        # freed, and a rank that had finished its work aborted ("terminate called without an active exception").
+        atexit.register(dist.destroy_process_group)
     if rank:
         log.set_prefix(f"[rank {rank}] ")
     return World(rank, size, local_rank, launched=True)
