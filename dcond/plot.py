@@ -7,6 +7,7 @@ Accuracies are fractions, as the metrics hold them; the y axis shows them in per
 
 import itertools
 import math
+import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +53,9 @@ def pareto_front(points: Iterable[tuple[float, float]]) -> list[tuple[float, flo
 
 def accuracy_lines(path: Path, points: Sequence[Point], x_label: str, title: str,
                    references: Sequence[Reference] = (), y_label: str = TOP1) -> "Figure":
-    """One line per series through its points in x order, a tick at every x present; x on a log scale when it
-    spans a decade or more (IPC 1 to 10, say). Saved to `path`; returned for inspection."""
+    """One line per series through the mean of its points at each x, in x order; where an x has several points
+    (the seeds of a matrix row), each is also drawn as a faint dot. A tick at every x present; x on a log scale
+    when it spans a decade or more (IPC 1 to 10, say). Saved to `path`; returned for inspection."""
     from matplotlib.lines import Line2D
     from matplotlib.ticker import NullLocator
 
@@ -65,8 +67,15 @@ def accuracy_lines(path: Path, points: Sequence[Point], x_label: str, title: str
     ax.xaxis.set_minor_locator(NullLocator())  # a log axis would otherwise add unlabelled ticks between them
     handles = []
     for colour, name in zip(itertools.cycle(COLOURS), dict.fromkeys(p.series for p in points)):
-        pts = sorted((p for p in points if p.series == name), key=lambda p: p.x)
-        ax.plot([p.x for p in pts], [p.y for p in pts], color=colour, marker="o")
+        runs: dict[float, list[float]] = {}
+        for p in points:
+            if p.series == name:
+                runs.setdefault(p.x, []).append(p.y)
+        at = sorted(runs)
+        if any(len(ys) > 1 for ys in runs.values()):
+            ax.plot([x for x in at for _ in runs[x]], [y for x in at for y in runs[x]], color=colour, marker="o",
+                    linestyle="none", alpha=0.35)
+        ax.plot(at, [statistics.fmean(runs[x]) for x in at], color=colour, marker="o")
         handles.append(Line2D([], [], color=colour, marker="o", label=name))
     return _finish(fig, ax, path, x_label, y_label, title, handles + _draw_references(ax, references))
 

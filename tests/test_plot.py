@@ -3,6 +3,7 @@ import random
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from dcond.plot import FRONT, Point, Reference, accuracy_lines, accuracy_vs_bytes, pareto_front
@@ -60,6 +61,14 @@ def test_accuracy_lines_tick_every_x_and_go_log_across_decades(tmp_path):
     assert legend_outside_axes(fig) and drawn_by_matplotlib(tmp_path / "a.png")
     narrow = accuracy_lines(tmp_path / "n.png", [Point(2, 0.5, "s"), Point(3, 0.6, "s")], "IPC", "t")
     assert narrow.axes[0].get_xscale() == "linear"
+
+
+def test_accuracy_lines_join_the_mean_of_the_seeds_and_dot_each(tmp_path):
+    points = [Point(ipc, acc, "student") for ipc, acc in [(10, 0.8), (1, 0.6), (10, 0.9), (1, 0.7), (1, 0.8)]]
+    seeds, means = accuracy_lines(tmp_path / "a.png", points, "IPC", "t").axes[0].lines
+    assert list(means.get_xdata()) == [1, 10] and list(means.get_ydata()) == pytest.approx([0.7, 0.85])
+    assert sorted(zip(seeds.get_xdata(), seeds.get_ydata())) == sorted((p.x, p.y) for p in points)
+    assert seeds.get_linestyle() == "None"
 
 
 def test_the_cli_loads_the_report_without_matplotlib():
