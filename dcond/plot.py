@@ -67,14 +67,13 @@ def accuracy_lines(path: Path, points: Sequence[Point], x_label: str, title: str
     ax.xaxis.set_minor_locator(NullLocator())  # a log axis would otherwise add unlabelled ticks between them
     handles = []
     for colour, name in zip(itertools.cycle(COLOURS), dict.fromkeys(p.series for p in points)):
+        pts = [p for p in points if p.series == name]
         runs: dict[float, list[float]] = {}
-        for p in points:
-            if p.series == name:
-                runs.setdefault(p.x, []).append(p.y)
+        for p in pts:
+            runs.setdefault(p.x, []).append(p.y)
         at = sorted(runs)
-        if any(len(ys) > 1 for ys in runs.values()):
-            ax.plot([x for x in at for _ in runs[x]], [y for x in at for y in runs[x]], color=colour, marker="o",
-                    linestyle="none", alpha=0.35)
+        if len(pts) > len(at):  # several runs at some x
+            ax.plot([p.x for p in pts], [p.y for p in pts], color=colour, marker="o", linestyle="none", alpha=0.35)
         ax.plot(at, [statistics.fmean(runs[x]) for x in at], color=colour, marker="o")
         handles.append(Line2D([], [], color=colour, marker="o", label=name))
     return _finish(fig, ax, path, x_label, y_label, title, handles + _draw_references(ax, references))
