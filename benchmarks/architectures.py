@@ -4,6 +4,9 @@ architectures × several seeds, against random real images under the same protoc
 
 Usage: python benchmarks/architectures.py [--epochs 300] [--seeds 3] [--models convnet,tv:resnet18,...]
        [--methods "select random" ...] [--device auto]
+Every student's result is kept in the evaluation cache beside the methods' steps (`evaluate --cache`): a run
+that stops resumes, the random baseline is trained once for all methods, and processes given different
+--models share the work (a run with all models then only reads).
 """
 
 import argparse
@@ -28,7 +31,8 @@ def main() -> None:
     for name in args.methods:
         labels = Setup().root / f"{tag_of(name, args.ipc, 0)}-labels"
         out, _ = dcond("evaluate", labels, "--models", args.models, "--seeds", args.seeds, "--epochs", args.epochs,
-                       "--baseline", "random", "--device", args.device, "--json")
+                       "--baseline", "random", "--device", args.device, "--cache", Setup().root / "evaluate-cache",
+                       "--json")
         for model, r in json.loads(out)["students"].items():
             rows.append((name, model, r))
     print(f"Fashion-MNIST IPC {args.ipc}, {args.seeds} seeds, {args.epochs} student epochs, {machine()}\n")

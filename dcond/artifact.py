@@ -10,6 +10,7 @@ torch, safetensors, zstandard and Pillow are imported by the functions that read
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterable
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -190,8 +191,9 @@ def open_artifact(path: Path | str, kinds: Iterable[str] | None = None) -> Artif
     """Open an artifact to use it: its manifest well-formed and sealed (the digest matches), and every file
     it lists present with the recorded size, so a run fails before its first step rather than midway.
     (Contents are checked against their sha256 as they are read.) `kinds` restricts the accepted kinds."""
-    art = read_manifest(path, kinds)
-    problems = quick_check(art)
+    with _locked(Path(path), exclusive=False):
+        art = read_manifest(path, kinds)
+        problems = quick_check(art)
     if problems:
         raise DcondError(f"{art.path}: {problems[0]}; refusing it (see `dcond verify {art.path}`)")
     return art
@@ -284,16 +286,17 @@ class VerifyReport:
 
 def verify(path: Path | str) -> VerifyReport:
     """Recompute every checksum; report missing, extra and mismatched files separately."""
-    art = read_manifest(path)
-    report = VerifyReport(art.path)
-    for name, entry in sorted(art.files.items()):
-        p = art.path / name
-        if not p.is_file() or not _inside(art.path, p):
-            report.missing.append(name)
-        elif p.stat().st_size != entry["size"] or sha256_file(p) != entry["sha256"]:
-            report.mismatched.append(name)
-        report.checked += 1
-    report.extra = [n for n in _listed_files(art.path) if n not in art.files]
+    with _locked(Path(path), exclusive=False):
+        art = read_manifest(path)
+        report = VerifyReport(art.path)
+        for name, entry in sorted(art.files.items()):
+            p = art.path / name
+            if not p.is_file() or not _inside(art.path, p):
+                report.missing.append(name)
+            elif p.stat().st_size != entry["size"] or sha256_file(p) != entry["sha256"]:
+                report.mismatched.append(name)
+            report.checked += 1
+        report.extra = [n for n in _listed_files(art.path) if n not in art.files]
     report.digest_ok = content_digest(art.manifest) == art.digest
     return report
 
@@ -639,16 +642,40 @@ def image_files(art: Artifact) -> tuple[list[Path], list[int]]:
 
 def update_metrics(art: Artifact, key: str, metrics: dict[str, Any]) -> None:
     """Record metrics (an evaluation) in an existing artifact: metrics.json, card and manifest are rewritten;
-    the digest is kept, and an artifact whose manifest no longer matches it is refused, never re-sealed."""
-    if content_digest(art.manifest) != art.digest:
-        raise DcondError(f"{art.path}: the manifest was edited after the artifact was made; not recording metrics "
-                         "in it")
-    all_metrics = art.metrics | {key: metrics}
-    _atomic_write(art.path / METRICS, json.dumps(all_metrics, indent=2) + "\n")
-    manifest = dict(art.manifest)
-    manifest["files"] = {k: v for k, v in art.files.items() if k != CARD} | {METRICS: _entry(art.path / METRICS)}
-    _seal(art.path, manifest, all_metrics)
+    the digest is kept, and an artifact whose manifest no longer matches it is refused, never re-sealed.
+    Processes that record in one artifact at once take turns, each adding to what the others recorded."""
+    with _locked(art.path):
+        current = read_manifest(art.path)
+        if current.digest != art.digest:
+            raise DcondError(f"{art.path} was made again while in use; not recording metrics in it")
+        if content_digest(current.manifest) != current.digest:
+            raise DcondError(f"{art.path}: the manifest was edited after the artifact was made; not recording "
+                             "metrics in it")
+        all_metrics = current.metrics | {key: metrics}
+        _atomic_write(art.path / METRICS, json.dumps(all_metrics, indent=2) + "\n")
+        manifest = dict(current.manifest)
+        manifest["files"] = {k: v for k, v in current.files.items() if k != CARD} | \
+            {METRICS: _entry(art.path / METRICS)}
+        _seal(art.path, manifest, all_metrics)
     art.manifest = manifest
+
+
+@contextmanager
+def _locked(folder: Path, exclusive: bool = True):
+    """A lock on the folder itself (no file is added to it) for the block: exclusive to record in it, shared to
+    open it, so that no one opens a new metrics.json under the old manifest. A folder that cannot be locked
+    (missing, or on a file system without locks) is used unlocked, as before locks."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        with suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # and with it the lock
 
 
 def render_card(manifest: dict[str, Any], metrics: dict[str, Any]) -> str:

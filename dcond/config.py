@@ -363,6 +363,7 @@ class AssessConfig:
     lrs_weight: float = 0.5  # DD-Ranking's w: the weight of improvement over random against hard-label recovery
     ars_weight: float = 0.5  # DD-Ranking's γ: the weight of the gap with augmentation against the one without
     device: str = "auto"
+    cache: Path | None = None  # each student's result kept here, and taken from here when trained alike before
 
     def __post_init__(self) -> None:
         if not self.models or any(not m.strip() for m in self.models):
@@ -375,3 +376,5 @@ class AssessConfig:
             raise DcondError("--baseline must be random")
         if not (0 <= self.lrs_weight <= 1 and 0 <= self.ars_weight <= 1):
             raise DcondError("the score weights must lie in [0, 1]")
+        if self.cache is not None and self.cache.exists() and not self.cache.is_dir():
+            raise DcondError(f"--cache {self.cache} is a file, not a folder")

@@ -1,4 +1,5 @@
 import json
+import multiprocessing
 import shutil
 from pathlib import Path
 
@@ -167,6 +168,27 @@ def test_update_metrics_keeps_artifact_intact_and_identity(tmp_path):
     assert again.metrics == {"toy:test": {"top1": 0.5}, "toy:other": {"top1": 0.75}}
     assert again.digest == digest and verify(path).intact
     assert "0.7500" in (path / "README.md").read_text()
+
+
+def _record(path: Path, worker: int, count: int) -> None:
+    art = open_artifact(path)  # opened once, as an evaluation does, and long before it records
+    for i in range(count):
+        update_metrics(art, f"toy:worker{worker}-{i}", {"top1": i / count})
+        assert verify(path).intact  # never a new metrics.json seen under the old manifest
+
+
+def test_processes_recording_in_one_artifact_at_once_lose_nothing(tmp_path):
+    path = write(tmp_path / "art")
+    workers, count = 6, 15
+    ctx = multiprocessing.get_context("fork")
+    processes = [ctx.Process(target=_record, args=(path, w, count)) for w in range(workers)]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join()
+    assert [p.exitcode for p in processes] == [0] * workers
+    recorded = open_artifact(path).metrics
+    assert len(recorded) == 1 + workers * count and verify(path).intact
 
 
 def test_images_round_trip_exactly(tmp_path):

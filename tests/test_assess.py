@@ -6,13 +6,20 @@ import math
 
 import pytest
 
+from conftest import images_artifact_of
+
 from dcond.artifact import open_artifact, verify
+from dcond.stages import assess
 from dcond.stages.relabel import RelabelConfig, relabel
+
+
+def relabelled(images, teacher, out):
+    return relabel(images, [teacher], RelabelConfig(epochs=2, batch_size=6), out)
 
 
 @pytest.fixture
 def bank(images_artifact, tiny_teacher, tmp_path):
-    return relabel(images_artifact, [tiny_teacher], RelabelConfig(epochs=2, batch_size=6), tmp_path / "labels")
+    return relabelled(images_artifact, tiny_teacher, tmp_path / "labels")
 
 
 @pytest.fixture
@@ -65,6 +72,32 @@ def test_a_changed_protocol_is_recorded_apart(cli, bank):
     one = students(cli, bank, "--epochs", 1, models="convnet", seeds=1)["convnet"]  # the later --epochs wins
     assert one["protocol"]["epochs"] == 1 and one["protocol_digest"] != two["protocol_digest"]
     assert len([k for k in open_artifact(bank).metrics if k.startswith("students:convnet:")]) == 2
+
+
+def test_a_cache_resumes_and_sets_made_alike_share_their_random_baseline(cli, bank, tiny_teacher, tiny_folder,
+                                                                         tmp_path, monkeypatch):
+    trained = []
+    train = assess.train_student
+    monkeypatch.setattr(assess, "train_student", lambda source, *rest: trained.append(source) or train(source, *rest))
+    cache = tmp_path / "cache"
+    first = students(cli, bank, "--baseline", "random", "--cache", cache, models="convnet")
+    assert len(trained) == len(list(cache.iterdir())) == 10  # 2 seeds of: the set, random, hard labels, both plain
+    trained.clear()
+    assert students(cli, bank, "--baseline", "random", "--cache", cache, models="convnet") == first
+    assert trained == []
+    # the same images made again, labelled alike: a set of its own, but random images of it are those of the first
+    alike = relabelled(images_artifact_of(tiny_folder, tiny_teacher, tmp_path / "alike"), tiny_teacher,
+                       tmp_path / "alike-labels")
+    second = students(cli, alike, "--baseline", "random", "--cache", cache, models="convnet")["convnet"]["baseline"]
+    assert len(trained) == 6 and len(list(cache.iterdir())) == 16  # its own three, random's four taken
+    for name in ("random", "random_without_augmentation"):
+        assert second[name] == first["convnet"]["baseline"][name]
+    for kept in cache.iterdir():
+        kept.write_text("{")
+    r = cli("evaluate", bank, "--models", "convnet", "--seeds", 2, "--epochs", 2, "--device", "cpu", "--baseline",
+            "random", "--cache", cache)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    assert r.code != 0 and len(errors) == 1 and errors[0].endswith("delete it") and str(cache) in errors[0]
 
 
 def test_bad_model_list_is_one_line(cli, bank):

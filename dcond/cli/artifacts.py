@@ -2,6 +2,7 @@
 
 import json as jsonlib
 import sys
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -31,6 +32,10 @@ def evaluate_cmd(artifact: InputArtifact = None, data: Data = "", data_root: Dat
                      help="A condensed set: 'random' also trains the students on random real images of the same "
                           "IPC (labelled alike), on the images with hard labels and on both without augmentation, "
                           "and reports DD-Ranking's IOR, HLR, LRS and ARS.")] = None,
+                 cache: Annotated[Optional[Path], typer.Option(
+                     help="A condensed set: keep each student's result in this folder, and take it from there where "
+                          "one was trained alike (same protocol, model, seed, kind of device and dcond version): an "
+                          "interrupted evaluation resumes, and sets made alike share their random baseline.")] = None,
                  device: Device = EvalConfig.device, json: Json = False) -> None:
     """A model: top-1, top-5 and per-class accuracy on a test split (by default its own dataset). A condensed
     set (images or labels): students of each of --models trained on it with --seeds seeds, under one protocol;
@@ -42,7 +47,7 @@ def evaluate_cmd(artifact: InputArtifact = None, data: Data = "", data_root: Dat
     path = input_path(artifact)
     if read_manifest(path).kind in ("images", "labels"):
         cfg = AssessConfig(models=[m.strip() for m in models.split(",")], seeds=seeds, epochs=epochs, recipe=recipe,
-                           baseline=baseline, device=device)
+                           baseline=baseline, device=device, cache=cache)
         results = assess(path, cfg)
         if world().is_main:  # under torchrun, one rank reports
             _students_table(results)

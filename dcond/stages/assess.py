@@ -17,9 +17,11 @@ from typing import Any
 
 import torch
 
-from dcond.artifact import MANIFEST, Artifact, ArtifactWriter, open_artifact, save_images, update_metrics
+from dcond import __version__
+from dcond.artifact import MANIFEST, Artifact, ArtifactWriter, atomic_path, open_artifact, save_images, \
+    update_metrics
 from dcond.bank import has_bank
-from dcond.config import AssessConfig
+from dcond.config import AssessConfig, StudentConfig
 from dcond.data import DataOptions, load_all
 from dcond.data.augment import ViewConfig
 from dcond.data.images import class_indices
@@ -71,13 +73,12 @@ def students(source: Path, cfg: AssessConfig, scratch: Path, labels: str | None 
     jobs = [(model, seed) for model in cfg.models for seed in range(cfg.seeds)]
     w = world()
     with alone():  # each rank trains its share of the students by itself
-        mine = {job: _student(source, cfg, scratch, views, *job) for job in w.shard(jobs)}
+        mine = {job: _student(source, cfg, scratch, views, digest, *job) for job in w.shard(jobs)}
     done = {job: result for part in w.gather(mine) for job, result in part.items()}
     results = {}
     for model in cfg.models:
         runs = [done[(model, seed)][1] for seed in range(cfg.seeds)]
-        settings = student_config(source, cfg.recipe, views, model=model, epochs=cfg.epochs, device=cfg.device)
-        shared, protocol_digest = protocol(asdict(settings), digest)
+        shared, protocol_digest = protocol(asdict(_settings(source, cfg, views, model)), digest)
         results[model] = {"model": model, "split": done[(model, 0)][0], "runs": runs,
                           "top1_mean": statistics.fmean(runs), "top1_std": statistics.stdev(runs) if len(runs) > 1
                           else 0.0, "protocol_digest": protocol_digest, "protocol": shared}
@@ -86,14 +87,44 @@ def students(source: Path, cfg: AssessConfig, scratch: Path, labels: str | None 
     return results
 
 
-def _student(source: Path, cfg: AssessConfig, scratch: Path, views: dict[str, Any] | None, model: str,
+def _settings(source: Path, cfg: AssessConfig, views: dict[str, Any] | None, model: str,
+              seed: int = 0) -> StudentConfig:
+    return student_config(source, cfg.recipe, views, model=model, seed=seed, epochs=cfg.epochs, device=cfg.device)
+
+
+def _student(source: Path, cfg: AssessConfig, scratch: Path, views: dict[str, Any] | None, labels: str, model: str,
              seed: int) -> tuple[str, float]:
-    """One student's (split, test top-1) at the last epoch, never the best."""
-    settings = student_config(source, cfg.recipe, views, model=model, seed=seed, epochs=cfg.epochs,
-                              device=cfg.device)
+    """One student's (split, test top-1) at the last epoch, never the best; taken from the cache where one was
+    trained alike before."""
+    settings = _settings(source, cfg, views, model, seed)
+    kept = _kept(cfg, settings, labels)
+    if kept is not None and kept.is_file():
+        return _read_kept(kept)
     metrics = open_artifact(train_student(source, settings, scratch / f"{model.replace(':', '_')}-{seed}")).metrics
     split = next(k for k in metrics if "best-of-last" not in k)
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(kept) as tmp:  # whole or absent, though ranks and processes share the cache
+            tmp.write_text(json.dumps({"split": split, "top1": metrics[split]["top1"]}) + "\n")
     return split, metrics[split]["top1"]
+
+
+def _kept(cfg: AssessConfig, settings: StudentConfig, labels: str) -> Path | None:
+    """Where the cache keeps a student: named by its protocol, model, seed, kind of device and dcond version."""
+    if cfg.cache is None:
+        return None
+    key = {"protocol": protocol(asdict(settings), labels)[1], "model": settings.model,
+           "options": settings.model_options, "seed": settings.seed, "device": resolve_device(cfg.device).type,
+           "dcond": __version__}
+    return cfg.cache / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()}.json"
+
+
+def _read_kept(path: Path) -> tuple[str, float]:
+    try:
+        record = json.loads(path.read_text())
+        return str(record["split"]), float(record["top1"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise DcondError(f"{path} is not a student result kept by dcond evaluate --cache ({e}); delete it") from None
 
 
 def add_baseline(results: dict[str, dict[str, Any]], art: Artifact, cfg: AssessConfig, scratch: Path) -> None:
@@ -109,10 +140,11 @@ def add_baseline(results: dict[str, dict[str, Any]], art: Artifact, cfg: AssessC
         own_images = images_of(art, scratch / "hard-images") if bank else art.path
         plain_sets = {name: labelled_like(images, art, cfg, scratch / f"{name}-plain-labels", NO_AUGMENTATION)
                       for name, images in (("set", own_images), ("random", random_images))}
-    random_results = students(random_set, cfg, scratch / "random", f"random(seed {BASELINE_SEED}) like {art.digest}")
+    named = {"set": f"the set {art.digest}", "random": f"random(seed {BASELINE_SEED}) {made_like(art)}"}
+    random_results = students(random_set, cfg, scratch / "random", named["random"])
     hard_results = students(own_images, cfg, scratch / "hard", f"hard labels of {art.digest}") if bank else results
-    plain = {name: students(labelled, cfg, scratch / f"{name}-plain", f"{name} without augmentation, like "
-                            f"{art.digest}", NO_AUGMENTATION) for name, labelled in plain_sets.items()}
+    plain = {name: students(labelled, cfg, scratch / f"{name}-plain", f"{named[name]} without augmentation",
+                            NO_AUGMENTATION) for name, labelled in plain_sets.items()}
     full = teacher_accuracy(art, next(iter(results.values()))["split"])
     w, g = cfg.lrs_weight, cfg.ars_weight
     for model, record in results.items():
@@ -125,6 +157,14 @@ def add_baseline(results: dict[str, dict[str, Any]], art: Artifact, cfg: AssessC
                               "full_data_top1": full, "random_seed": BASELINE_SEED}
         record["scores"] = {"ior": ior, "hlr": hlr, "lrs": None if hlr is None else _unit(w * ior - (1 - w) * hlr),
                             "ars": _unit(g * ior + (1 - g) * plain_gap), "lrs_weight": w, "ars_weight": g}
+
+
+def made_like(art: Artifact) -> str:
+    """What random images labelled as `art` is are made of, the set itself left out: the dataset, the images per
+    class and the bank's settings with its teachers (none: hard labels). Sets made alike share a baseline."""
+    made = {"dataset": art.manifest["dataset"], "per_class": art.section["per_class"],
+            "bank": art.section.get("bank") if has_bank(art) else None}
+    return json.dumps(made, sort_keys=True)
 
 
 def _unit(x: float) -> float:
