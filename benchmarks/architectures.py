@@ -15,7 +15,9 @@ import json
 from common import dcond, machine
 from methods import SOURCES, Setup, tag_of
 
-MODELS = "convnet,tv:resnet18,tv:mobilenet_v2,timm:efficientnet_b0"
+# The fourth, from timm: RegNetX-200MF. EfficientNet-B0 (in SCORE's list) hardly learns 28-pixel images from 100:
+# a student of random images with their bank reached 20.3 % after 300 epochs, RegNetX 72.4 % (seed 0, test split).
+MODELS = "convnet,tv:resnet18,tv:mobilenet_v2,timm:regnetx_002"
 
 
 def main() -> None:
