@@ -160,8 +160,8 @@ def add_baseline(results: dict[str, dict[str, Any]], art: Artifact, cfg: AssessC
 
 
 def made_like(art: Artifact) -> str:
-    """What random images labelled as `art` is are made of, the set itself left out: the dataset, the images per
-    class and the bank's settings with its teachers (none: hard labels). Sets made alike share a baseline."""
+    """What the random baseline of `art` is made of, the set itself left out: the dataset, the images per class
+    and the bank's settings with its teachers (none: hard labels). Sets made alike share a baseline."""
     made = {"dataset": art.manifest["dataset"], "per_class": art.section["per_class"],
             "bank": art.section.get("bank") if has_bank(art) else None}
     return json.dumps(made, sort_keys=True)
