@@ -26,7 +26,6 @@ A stage's output lives in the cache under a key made of its command, its argumen
 artifacts it reads and the dcond version; a stage whose key is already there is not run again.
 """
 
-import hashlib
 import itertools
 import json
 import os
@@ -43,7 +42,7 @@ from typing import Any
 from typer.core import TyperCommand, TyperOption
 
 from dcond import __version__
-from dcond.artifact import MANIFEST, open_artifact
+from dcond.artifact import MANIFEST, config_key, open_artifact
 from dcond.errors import DcondError
 from dcond.log import info
 
@@ -319,8 +318,8 @@ def _references(value: Any) -> set[str]:
 
 def _key(stage: Stage, input_path: str | None, args: dict[str, Any]) -> str:
     """A stage's cache key: its command, its arguments and the digests of the artifacts it reads."""
-    return hashlib.sha256(json.dumps({"dcond": __version__, "run": stage.run, "input": _digest_of(input_path),
-                                      "args": _digest_of(args)}, sort_keys=True, default=str).encode()).hexdigest()
+    return config_key({"dcond": __version__, "run": stage.run, "input": _digest_of(input_path),
+                       "args": _digest_of(args)})
 
 
 def _cached_or_run(stage: Stage, command: TyperCommand, input_path: str | None, args: dict[str, Any],

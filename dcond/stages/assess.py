@@ -6,7 +6,6 @@ recipe's settings (epochs, optimiser, schedule, loss, views) and the labels it r
 Its digest goes with every record, so two results are compared only when their protocols match.
 """
 
-import hashlib
 import json
 import math
 import statistics
@@ -18,8 +17,8 @@ from typing import Any
 import torch
 
 from dcond import __version__
-from dcond.artifact import MANIFEST, Artifact, ArtifactWriter, atomic_path, open_artifact, save_images, \
-    update_metrics
+from dcond.artifact import MANIFEST, Artifact, ArtifactWriter, atomic_path, config_key, open_artifact, \
+    save_images, update_metrics
 from dcond.bank import has_bank
 from dcond.config import AssessConfig, StudentConfig
 from dcond.data import DataOptions, load_all
@@ -41,8 +40,8 @@ NO_AUGMENTATION = {"crop_scale": (1.0, 1.0), "flip": 0.0, "mix": "none"}  # view
 def protocol(settings: dict[str, Any], source_digest: str) -> tuple[dict[str, Any], str]:
     """The settings every compared student shares, with the labels' artifact, and their digest."""
     shared = {k: v for k, v in settings.items() if k not in PROTOCOL_FREE} | {"labels": source_digest}
-    text = json.dumps(shared, sort_keys=True, default=str)
-    return json.loads(text), hashlib.sha256(text.encode()).hexdigest()
+    shared = json.loads(json.dumps(shared, default=str))  # as recorded: tuples become lists
+    return shared, config_key(shared)
 
 
 def assess(source: Path, cfg: AssessConfig) -> dict[str, Any]:
@@ -116,7 +115,7 @@ def _kept(cfg: AssessConfig, settings: StudentConfig, labels: str) -> Path | Non
     key = {"protocol": protocol(asdict(settings), labels)[1], "model": settings.model,
            "options": settings.model_options, "seed": settings.seed, "device": resolve_device(cfg.device).type,
            "dcond": __version__}
-    return cfg.cache / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()}.json"
+    return cfg.cache / f"{config_key(key)}.json"
 
 
 def _read_kept(path: Path) -> tuple[str, float]:
