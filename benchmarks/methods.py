@@ -6,15 +6,16 @@ the student's test top-1 (with --validation F: of its top-1 on a validation spli
 the test split untouched), and each method's time.
 
 Teachers: the benchmark teacher (ConvNet-64, 6 epochs, as benchmarks/teacher.py) labels and observes for every
-method; EDC also cycles the observers its CIFAR-10 script uses that a 2-core CPU can train, ConvNets trained
-for one epoch as EDC's are (its squeeze script keeps only the first epoch's weights): width 32, depth 1,
-depth 2, and width 128 with instance norm.
+method; EDC also cycles observers of its CIFAR-10 script, each trained for one epoch as EDC's are (its squeeze
+script keeps only the first epoch's weights): by default the ConvNets (width 32, depth 1, depth 2, and width 128
+with instance norm); with --observers all also ResNet-18 (CIFAR stem), MobileNet-V2 and ShuffleNet-V2 0.5×
+(all of its eight but WRN-16-2, which dcond has no model for).
 
 Usage: .venv/bin/python benchmarks/methods.py [--ipc 10] [--seeds 3] [--epochs 300] [--methods ...]
        [--lowrank 1 2]  (also: each bank as rank-R factors per image, to compare selections at equal bank bytes)
        [--compress "prune 7% int4" ...]  (also: each bank in these forms of benchmarks/compress.py)
        [--init-from "select random"]  (synthesis from real images starts from that method's images, same seed)
-       [--validation 0.1] [--protocol defaults|tuned|rded|edc|sre2l]
+       [--validation 0.1] [--protocol defaults|tuned|rded|edc|sre2l] [--observers convnets|all]
 A method may carry flags for an ablation: --methods "synthesize edc --iterations 25".
 Every step is kept under benchmarks/out/methods (methods-val0.1 with --validation 0.1) and skipped when run again
 (delete it to start afresh).
@@ -38,7 +39,10 @@ TEACHER = ["train-teacher", "--model", "convnet", "--model-opt", "width=64", "--
 # A CPU's float sums change with its thread count, and so do the teachers. On a fixed two, two runs gave the same
 # weights and an earlier session the same top-1 (92.21 %), so students of different sessions can be paired.
 TEACHER_THREADS = 2
-OBSERVERS = {"w32": ["width=32"], "d1": ["depth=1"], "d2": ["depth=2"], "w128-instance": ["width=128", "norm=instance"]}
+OBSERVERS = {"w32": ["convnet", "width=32"], "d1": ["convnet", "depth=1"], "d2": ["convnet", "depth=2"],
+             "w128-instance": ["convnet", "width=128", "norm=instance"]}  # name -> model and its options
+MORE_OBSERVERS = {"resnet18-cifar": ["resnet18-cifar"], "mobilenet-v2": ["tv:mobilenet_v2"],
+                  "shufflenet-v2": ["tv:shufflenet_v2_x0_5"]}  # with --observers all
 # The teachers each author's student learns from online: RDED's and SRe2L's one teacher; the mean logits of EDC's
 # observers (its CIFAR-10 direct_train.py averages all eight; here the benchmark teacher and the four above).
 RECIPE_OBSERVERS = {"rded": False, "edc": True, "sre2l": False}  # recipe -> whether the observers teach too
@@ -60,6 +64,7 @@ class Setup:
     validation: float = 0.0  # > 0: the teachers hold this share of the training images out, and all measure on it
     protocol: str = "defaults"  # the common relabel and student settings: "defaults", or "tuned" (common.py's),
     # or an author's student recipe, a key of RECIPE_OBSERVERS (no bank)
+    observers: str = "convnets"  # EDC's observers besides the teacher: "convnets", or "all" (MORE_OBSERVERS too)
 
     @property
     def root(self) -> Path:
@@ -92,10 +97,11 @@ class Setup:
 def teachers(setup: Setup) -> tuple[str, list[str]]:
     """The benchmark teacher and EDC's extra observers, trained once."""
     teacher = step(setup.root / "teacher", *TEACHER, *setup.teacher_flags, threads=TEACHER_THREADS)
-    observers = [step(setup.root / f"observer-{name}", "train-teacher", "--model", "convnet", "--epochs", 1,
+    chosen = OBSERVERS | (MORE_OBSERVERS if setup.observers == "all" else {})
+    observers = [step(setup.root / f"observer-{name}", "train-teacher", "--model", model, "--epochs", 1,
                       *repeated("--model-opt", options), "--device", "cpu", *setup.teacher_flags,
                       threads=TEACHER_THREADS)
-                 for name, options in OBSERVERS.items()]
+                 for name, (model, *options) in chosen.items()]
     return teacher, observers
 
 
@@ -129,6 +135,8 @@ def run(name: str, seed: int, ipc: int, epochs: int, teacher: str, observers: li
     init_from = init_from if source == "synthesize edc" else None
     tag = tag_of(name, ipc, seed, init_from)
     extra = repeated("--teacher", observers) if source == "synthesize edc" else []
+    observed = source == "synthesize edc" or setup.recipe and RECIPE_OBSERVERS[setup.protocol]
+    tag += "-observers-all" if observed and setup.observers == "all" else ""
     if init_from:
         extra += ["--init", step(setup.root / tag_of(init_from, ipc, seed), *SOURCES[init_from], teacher,
                                  "--ipc", ipc, "--seed", seed)]
@@ -165,8 +173,10 @@ def main() -> None:
                         help="measure on this share of the training images, held out by the teachers")
     parser.add_argument("--protocol", choices=["defaults", "tuned", *RECIPE_OBSERVERS], default="defaults",
                         help="the common protocol, or an author's student recipe (its own epochs; --epochs unused)")
+    parser.add_argument("--observers", choices=["convnets", "all"], default="convnets",
+                        help="EDC's observers besides the teacher: the ConvNets, or all that dcond can build")
     args = parser.parse_args()
-    setup = Setup(args.validation, args.protocol)
+    setup = Setup(args.validation, args.protocol, args.observers)
     if setup.recipe and (args.lowrank or args.compress):
         parser.error("a student recipe labels online: there is no bank to compress")
     teacher, observers = teachers(setup)
