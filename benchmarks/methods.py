@@ -44,7 +44,7 @@ OBSERVERS = {"w32": ["convnet", "width=32"], "d1": ["convnet", "depth=1"], "d2":
 MORE_OBSERVERS = {"resnet18-cifar": ["resnet18-cifar"], "mobilenet-v2": ["tv:mobilenet_v2"],
                   "shufflenet-v2": ["tv:shufflenet_v2_x0_5"]}  # with --observers all
 # The teachers each author's student learns from online: RDED's and SRe2L's one teacher; the mean logits of EDC's
-# observers (its CIFAR-10 direct_train.py averages all eight; here the benchmark teacher and the four above).
+# observers (its CIFAR-10 direct_train.py averages all eight; here the benchmark teacher and those chosen above).
 RECIPE_OBSERVERS = {"rded": False, "edc": True, "sre2l": False}  # recipe -> whether the observers teach too
 SOURCES = {
     "select random": ["select", "--method", "random"],
@@ -135,7 +135,7 @@ def run(name: str, seed: int, ipc: int, epochs: int, teacher: str, observers: li
     init_from = init_from if source == "synthesize edc" else None
     tag = tag_of(name, ipc, seed, init_from)
     extra = repeated("--teacher", observers) if source == "synthesize edc" else []
-    observed = source == "synthesize edc" or setup.recipe and RECIPE_OBSERVERS[setup.protocol]
+    observed = source == "synthesize edc" or (setup.recipe and RECIPE_OBSERVERS[setup.protocol])
     tag += "-observers-all" if observed and setup.observers == "all" else ""
     if init_from:
         extra += ["--init", step(setup.root / tag_of(init_from, ipc, seed), *SOURCES[init_from], teacher,
