@@ -384,7 +384,6 @@ class ArtifactWriter:
         self.card: dict[str, Any] = {"title": f"dcond {kind} artifact", "summary": "", "usage": []}
         _check_target(self.out, force)
         self.dir: Path = Path()
-        self.resumed = False
 
     def __enter__(self) -> "ArtifactWriter":
         parent = self.out.resolve().parent
@@ -395,7 +394,6 @@ class ArtifactWriter:
             self.dir = Path(self.world.share(temp))
         else:
             self.dir = parent / f".{self.stage}-{self.resume_key[:16]}.partial"
-            self.resumed = self.world.share(self.dir.exists())
             self.dir.mkdir(exist_ok=True)
         return self
 
