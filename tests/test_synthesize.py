@@ -82,12 +82,14 @@ def test_a_teacher_without_batchnorm_is_refused(cli, tiny_folder, tmp_path):
     assert not (tmp_path / "s").exists()
 
 
-def test_edc_starts_from_an_init_artifact(tiny_teacher, tmp_path):
-    init = select(tiny_teacher, DataOptions(""), SelectConfig(ipc=2), tmp_path / "init")
-    out = synthesize(tiny_teacher, DataOptions(""), SynthConfig(method="edc", ipc=2, iterations=1, lr=1e-6,
-                                                                init=init), tmp_path / "s")
+@pytest.mark.parametrize("given", [True, False])
+def test_edc_starts_from_an_init_artifact_or_the_images_select_random_draws(given, tiny_teacher, tmp_path):
+    # without --init, EDC's start is `select random`'s draw of the same seed: benchmarks pair the two by images
+    init = select(tiny_teacher, DataOptions(""), SelectConfig(ipc=2, seed=1), tmp_path / "init")
+    out = synthesize(tiny_teacher, DataOptions(""), SynthConfig(method="edc", ipc=2, iterations=1, lr=1e-6, seed=1,
+                                                                init=init if given else None), tmp_path / "s")
     art = open_artifact(out)
-    assert {p["role"] for p in art.parents} == {"teacher", "init"}
+    assert {p["role"] for p in art.parents} == ({"teacher", "init"} if given else {"teacher"})
     init_files, _ = image_files(open_artifact(init))
     out_files, _ = image_files(art)
     for a, b in zip(init_files, out_files):  # a near-zero learning rate leaves the real images as they were
