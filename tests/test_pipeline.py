@@ -11,7 +11,7 @@ from dcond.pipeline import check, flat_results
 from dcond.report import results_table, write_report
 from test_plot import drawn_by_matplotlib
 
-PIPELINE = """\
+TEACHER_ONLY = """\
 [pipeline]
 name = "tiny"
 
@@ -22,7 +22,8 @@ data = "{data}"
 image-size = 12
 epochs = 1
 model-opt = ["width=8", "depth=2"]
-
+"""
+PIPELINE = TEACHER_ONLY + """
 [[stage]]
 name = "images"
 run = "select"
@@ -100,13 +101,17 @@ def test_jobs_run_ready_stages_side_by_side_with_the_results_of_one_job(cli, tin
     assert drawn_by_matplotlib(tmp_path / "report1" / "accuracy-vs-ipc.png")
 
 
-def test_stages_side_by_side_share_the_cores_unless_the_user_set_the_threads(cli, pipeline_file, tmp_path,
+def test_stages_side_by_side_share_the_cores_unless_the_user_set_the_threads(cli, tiny_folder, tmp_path,
                                                                              monkeypatch):
     from dcond.pipeline import _stage_env
 
+    # one stage is enough: a stage's share is the cores over --jobs, whatever runs beside it
+    teacher_only = tmp_path / "teacher.toml"
+    teacher_only.write_text(TEACHER_ONLY.format(data=tiny_folder))
+
     def threads(jobs: int) -> list[int]:
         cache = tmp_path / f"cache-{jobs}"
-        assert cli("run", pipeline_file(), "--cache", cache, "--jobs", jobs, "--out", tmp_path / f"r{jobs}").code == 0
+        assert cli("run", teacher_only, "--cache", cache, "--jobs", jobs, "--out", tmp_path / f"r{jobs}").code == 0
         return sorted({json.loads(p.read_text())["producer"]["threads"] for p in cache.glob("*/dcond.json")})
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
