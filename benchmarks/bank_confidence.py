@@ -17,6 +17,8 @@ from dcond.errors import DcondError
 def confidence(path: Path) -> tuple[float, float, int]:
     """(mean top probability, mean entropy in nats, views) over every epoch of the bank at `path`."""
     bank = open_bank(open_artifact(path, kinds=["labels"]))
+    if bank.epochs is None:
+        raise DcondError(f"{path} holds a pool that serves any number of epochs: it has no fixed set of views")
     top = entropy = 0.0
     views = 0
     for e in range(bank.epochs):
