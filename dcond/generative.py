@@ -18,6 +18,7 @@ from dcond.errors import DcondError
 from dcond.models import classifier
 from dcond.realstats import layer_inputs
 from dcond.synthesis.matching import Observer, gap
+from dcond.units import class_generator
 from dcond.validate import MAX_CLASSES, MAX_IMAGE_SIZE, Fields, check_weights
 
 WEIGHTS_FILE = "generator.safetensors"
@@ -81,17 +82,13 @@ class Generator(nn.Module):
         return (pixels - self.mean) / self.std
 
 
-def class_generator(seed: int, c: int) -> torch.Generator:
-    """Class c's latents come from their own stream, so they do not depend on the other classes drawn."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + c)
-
-
 @torch.no_grad()
 def sample(generator: Generator, per_class: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """`per_class` uint8 images of every class, class-major, and their labels; the same for the same seed."""
     generator.eval()
     images = []
     for c in range(generator.spec.num_classes):
+        # class c's latents come from its own stream: they do not depend on the other classes drawn
         z = torch.randn(per_class, generator.spec.latent_dim, generator=class_generator(seed, c))
         for chunk in z.split(SAMPLE_CHUNK):
             labels = torch.full((len(chunk),), c, device=device)

@@ -16,6 +16,18 @@ from dcond.errors import DcondError
 from dcond.log import info, progress
 
 
+def stream_seed(seed: int, index: int) -> int:
+    """The seed of stream `index` of a run seeded `seed` (its unit `index`, or its draws for class `index`):
+    streams are independent, so what one draws does not depend on which others are drawn."""
+    return seed * 1_000_003 + index
+
+
+def class_generator(seed: int, c: int) -> torch.Generator:
+    """Class c's own stream. `select` plans one unit per class, so its unit c draws from this same stream: EDC's
+    real starting images are `select random`'s of the same seed, and the two pair image for image."""
+    return torch.Generator().manual_seed(stream_seed(seed, c))
+
+
 @dataclass(frozen=True)
 class Unit:
     """Images start … start+count-1 of each class in `classes`."""
@@ -43,7 +55,7 @@ def plan_units(num_classes: int, ipc: int, per_unit: int, seed: int, classes_per
     for classes in groups:
         for start in range(0, ipc, per_unit):
             index = len(units)
-            units.append(Unit(index, classes, start, min(per_unit, ipc - start), seed * 1_000_003 + index))
+            units.append(Unit(index, classes, start, min(per_unit, ipc - start), stream_seed(seed, index)))
     return units
 
 

@@ -24,7 +24,7 @@ from dcond.stages.condensed import write_condensed
 from dcond import recipes
 from dcond.synthesis import SYNTHESIZERS
 from dcond.synthesis.matching import Method, Observer, SynthContext, synthesize_unit
-from dcond.units import plan_units
+from dcond.units import class_generator, plan_units
 
 
 def resolve_settings(cfg: SynthConfig, method: Method, spec: DatasetSpec) -> dict[str, Any]:
@@ -93,8 +93,8 @@ def _real_images(cfg: SynthConfig, data: DataOptions, spec: DatasetSpec):
         _, _, train = load_for_teacher(data, spec)
         per_class = {}
         for c, idx in enumerate(class_indices(train.labels, spec.num_classes)):
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + c)
-            per_class[c] = load_all(train.take(idx[torch.randperm(len(idx), generator=gen)[: cfg.ipc]])).images
+            perm = torch.randperm(len(idx), generator=class_generator(cfg.seed, c))
+            per_class[c] = load_all(train.take(idx[perm[: cfg.ipc]])).images
     short = [spec.classes[c] for c, imgs in per_class.items() if len(imgs) < cfg.ipc]
     if short:
         raise DcondError(f"fewer than --ipc {cfg.ipc} images to start from for class(es) {', '.join(short)}")
