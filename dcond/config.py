@@ -327,6 +327,7 @@ class StudentConfig:
     randaugment: bool = False  # online and hard-label training: RandAugment each image before its view
     shift: int = 0  # online and hard-label training: pad-and-crop each image by up to this many pixels first
     best_of_last: float = 0.0  # also report the best evaluation (every 10 epochs) in this last share of the run
+    checkpoint_seconds: float = 300.0  # save the training state at the first epoch's end this long after the last
     wrap: bool = False  # reuse a bank's epochs cyclically when training for more epochs than it holds
     fresh_samples: int = 0  # images per class drawn anew every epoch from a generator artifact
     seed: int = 0
@@ -345,6 +346,8 @@ class StudentConfig:
             raise DcondError("--fresh-samples and --shift must be >= 0")
         if not 0 <= self.best_of_last < 1:
             raise DcondError("--best-of-last must lie in [0, 1)")
+        if self.checkpoint_seconds < 0:
+            raise DcondError("--checkpoint-seconds must be >= 0")
 
 
 @dataclass

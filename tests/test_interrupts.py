@@ -32,6 +32,8 @@ STAGES = {
     "relabel": ["relabel", "IMAGES", "--teacher", "TEACHER", "--epochs", 40, "--batch-size", 4],
     "compress-labels": ["compress-labels", "LABELS", "--method", "prune+lowrank+quantize", "--keep", 0.5,
                         "--rank", 2],
+    "train-student": ["train-student", "IMAGES", "--recipe", "edc", "--teacher", "TEACHER", "--epochs", 30,
+                      "--batch-size", 4, "--best-of-last", 0.5, "--checkpoint-seconds", 0, *TINY_MODEL],
 }
 
 
@@ -94,13 +96,14 @@ def work_folders(root: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize("how, code, said", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
-def test_a_stage_told_to_stop_removes_its_work_folder_and_says_so(how, code, said, inputs, tmp_path):
+def test_a_stage_told_to_stop_says_so_and_keeps_only_what_it_can_resume(how, code, said, inputs, tmp_path):
     out = tmp_path / "student"
     process = start([sys.executable, "-m", "dcond", "train-student", str(inputs["IMAGES"]), *TINY_MODEL,
-                     "--epochs", "1000000", "--out", str(out)], stderr=subprocess.PIPE, text=True)
+                     "--epochs", "1000000", "--checkpoint-seconds", "0", "--out", str(out)],
+                    stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     try:
-        while not work_folders(tmp_path):  # until the student trains: its writer's folder exists
+        while not checkpoints(tmp_path):  # until the student trains: it has saved an epoch
             assert process.poll() is None and time.monotonic() < deadline, "the student did not start"
             time.sleep(0.05)
         process.send_signal(how)
@@ -110,6 +113,12 @@ def test_a_stage_told_to_stop_removes_its_work_folder_and_says_so(how, code, sai
     assert process.returncode == code, stderr
     assert stderr.strip().splitlines()[-1].endswith(f"error: {said}")
     assert not work_folders(tmp_path) and not out.exists()
+    assert len(checkpoints(tmp_path)) == 1  # the resumable work folder stays, for the same command to continue
+
+
+def checkpoints(root: Path) -> list[Path]:
+    """The training checkpoints in resumable work folders (`.<stage>-<key>.partial`)."""
+    return list(root.glob(".*.partial/.scratch/checkpoint.safetensors"))
 
 
 def assert_no_half_written_artifact(root: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, content
 from dcond.artifact import open_artifact
 from dcond.data import InputImages, to_input
 from dcond.data.folder import ArtifactImages
@@ -17,6 +17,7 @@ from dcond.engine import decay_groups, lr_factor
 from dcond.errors import DcondError
 from dcond.models import ModelSpec, create_model
 from dcond.spec import DatasetSpec
+from dcond.stages import student
 from dcond.stages.student import FreshViews, student_config, train_student
 from dcond.student_recipes import STUDENT_RECIPES, CondensedSet
 from test_cli import one_error_line
@@ -106,6 +107,41 @@ def test_edc_student_trains_with_randaugment_online_teachers_and_ema(cli, shared
     assert r.code == 0, r.stderr
     config = open_artifact(tmp_path / "s").producer["config"]
     assert config["recipe"] == "edc" and config["randaugment"] and config["ema"] == 0.99
+
+
+def test_an_interrupted_student_resumes_to_the_result_of_an_uninterrupted_one(shared_teacher_images, tmp_path,
+                                                                             monkeypatch):
+    """What the later epochs depend on carries over: RandAugment's random state, the EMA of the weights, the
+    optimiser and the schedule's step, and the best evaluation so far (epoch 10, before the interruption)."""
+    teacher, images = shared_teacher_images
+    cfg = student_config(images, "edc", teachers=[teacher], epochs=20, batch_size=8, best_of_last=0.6,
+                         model_options=TINY, checkpoint_seconds=0)
+    real_save, real_resume, best_saved, best_resumed = student.save_checkpoint, student._resume, [], []
+
+    def save_then_die(path, model, optimizer, progress, extra):
+        real_save(path, model, optimizer, progress, extra)
+        if progress["epoch"] == 12:
+            best_saved.append(progress["best"])
+            raise KeyboardInterrupt
+
+    def resume(*args):
+        start = real_resume(*args)
+        best_resumed.append([args[4].top1, args[4].epoch])
+        return start
+
+    monkeypatch.setattr(student, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_student(images, cfg, tmp_path / "resumed")
+    assert not (tmp_path / "resumed").exists() and len(list(tmp_path.glob(".train-student-*.partial"))) == 1
+    saved_after = []
+    monkeypatch.setattr(student, "save_checkpoint", lambda *args: saved_after.append(args[3]["epoch"]))  # progress
+    monkeypatch.setattr(student, "_resume", resume)
+    train_student(images, cfg, tmp_path / "resumed")
+    assert saved_after == list(range(13, 20))  # only epochs 13-20 ran again; nothing is saved after the last
+    assert best_resumed == best_saved and best_saved[0][1] == 9  # the evaluation after epoch 10 counts
+    monkeypatch.setattr(student, "save_checkpoint", real_save)
+    assert content(tmp_path / "resumed") == content(train_student(images, cfg, tmp_path / "straight"))
+    assert not list(tmp_path.glob(".train-student-*.partial"))  # committed: the work folder became the artifact
 
 
 def test_schedules_and_weight_decay_groups():

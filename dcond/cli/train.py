@@ -105,6 +105,9 @@ def train_student_cmd(
              "online).")] = S.fresh_samples,
     eval: Annotated[bool, typer.Option(help="Evaluate on the dataset's test split at the end.")] = S.evaluate,
     amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = S.amp,
+    checkpoint_seconds: Annotated[float, typer.Option(
+        help="Save the training state at the end of the first epoch this long after the last save; the same "
+             "command run again after an interruption continues from it (0: every epoch).")] = S.checkpoint_seconds,
     seed: Seed = S.seed, device: Device = S.device, out: Out = None, force: Force = False, json: Json = False,
 ) -> None:
     """Train a student on condensed images: replaying their soft-label bank, with --teacher online, or on hard
@@ -120,5 +123,6 @@ def train_student_cmd(
                          decay_norm=decay_norm, schedule=schedule, zeta=zeta, warmup_epochs=warmup_epochs, loss=loss,
                          temperature=temperature, ce_weight=ce_weight, ema=ema, randaugment=randaugment, shift=shift,
                          best_of_last=best_of_last, teachers=list(teacher or []), wrap=wrap,
-                         fresh_samples=fresh_samples, seed=seed, device=device, amp=amp, evaluate=eval)
+                         fresh_samples=fresh_samples, seed=seed, device=device, amp=amp, evaluate=eval,
+                         checkpoint_seconds=checkpoint_seconds)
     emit(train_student(source, cfg, out, force), json)

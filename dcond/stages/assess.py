@@ -32,7 +32,8 @@ from dcond.log import info
 from dcond.stages.relabel import RelabelConfig, link_images, relabel
 from dcond.stages.student import student_config, train_student
 
-PROTOCOL_FREE = ("model", "model_options", "seed", "device", "evaluate")  # what may differ between compared runs
+# what may differ between compared runs
+PROTOCOL_FREE = ("model", "model_options", "seed", "device", "evaluate", "checkpoint_seconds")
 BASELINE_SEED = 0  # the random real images of a baseline are drawn with this seed
 NO_AUGMENTATION = {"crop_scale": (1.0, 1.0), "flip": 0.0, "mix": "none"}  # views of the whole image, as it is
 

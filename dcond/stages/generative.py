@@ -76,7 +76,7 @@ def _fit(generator: Generator, observer: Observer, train: ImageDataset, members:
     optimizer = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     start, history = 0, []
     if ckpt.exists():
-        saved = load_checkpoint(ckpt, generator, optimizer)
+        saved, _ = load_checkpoint(ckpt, generator, optimizer)
         start, history = saved["step"], saved["history"]
         info(f"resuming from step {start} of {cfg.iterations}")
     spec, k = generator.dataset, generator.spec.num_classes

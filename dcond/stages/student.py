@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from dcond.artifact import Artifact, ArtifactWriter, open_artifact
+from dcond.artifact import Artifact, ArtifactWriter, config_key, open_artifact
 from dcond.bank import Bank, has_bank, open_bank
+from dcond.checkpoint import load_checkpoint, save_checkpoint
 from dcond.config import StudentConfig
 from dcond.data import DataOptions, DatasetSpec, InputImages, check_same_split, load_eval_split, reopen, to_input
 from dcond.data.augment import (ViewConfig, apply_views, draw_epoch, epoch_generator, mixed_targets,
@@ -37,6 +38,7 @@ from dcond.student_recipes import STUDENT_RECIPES, CondensedSet
 
 # (views on the device, teacher logits or None, hard-label distributions)
 Batch = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]
+CHECKPOINT = "checkpoint.safetensors"
 
 
 def student_config(source: Path, recipe: str = "dcond", views: dict[str, Any] | None = None,
@@ -72,8 +74,12 @@ def train_student(source: Path, cfg: StudentConfig, out: Path | None = None, for
         check_same_split(spec, real_spec)
     config = {"source": str(source), **asdict(cfg)}
     best = BestOfLast(cfg, test_set, spec, device) if cfg.evaluate and cfg.best_of_last else None
-    with ArtifactWriter(out, "model", spec, stage="train-student", config=config, parents=parents, force=force) as w:
-        final = fit(model, labels, cfg, device, best)
+    # the same settings and inputs continue an interrupted run; how often it saves is not part of them
+    key = config_key({k: v for k, v in config.items() if k != "checkpoint_seconds"} |
+                     {"inputs": [a.digest for _, a in parents]})
+    with ArtifactWriter(out, "model", spec, stage="train-student", config=config, parents=parents, force=force,
+                        resume_key=key) as w:
+        final = fit(model, labels, cfg, device, best, w.scratch / CHECKPOINT)
         if not world().is_main:  # rank 0 evaluates and writes
             return w.out
         w.save_tensors(WEIGHTS_FILE, state_tensors(final))
@@ -253,19 +259,26 @@ def _loss_text(loss: torch.Tensor, filled: Callable[[], None], epoch: int) -> st
     return f"loss {float(loss):.4f} (epoch {epoch})"
 
 
-def fit(model: nn.Module, labels, cfg: StudentConfig, device: torch.device,
-        after_epoch: Callable[[int, nn.Module], None] | None = None) -> nn.Module:
-    """Train `model` on the batches `labels` provides; returns it, or its EMA average. `after_epoch(e, model)`
-    sees the model evaluation would see (the EMA average, if any) after every epoch."""
+def fit(model: nn.Module, labels, cfg: StudentConfig, device: torch.device, best: BestOfLast | None = None,
+        ckpt: Path | None = None) -> nn.Module:
+    """Train `model` on the batches `labels` provides; returns it, or its EMA average. `best` sees the model
+    evaluation would see (the EMA average, if any) after every epoch. With `ckpt`, the training state is saved
+    there at the end of an epoch once `cfg.checkpoint_seconds` have passed since the last save, and a run that
+    finds it continues from it to the result of an uninterrupted run."""
     optimizer = make_optimizer(cfg.optimizer, decay_groups(model, cfg.weight_decay, cfg.decay_norm), cfg.lr,
                                cfg.weight_decay, device=device)
     net = ddp(model, device)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
     total, warmup = cfg.epochs * labels.steps_per_epoch, cfg.warmup_epochs * labels.steps_per_epoch
-    step, seen, t0 = 0, 0, time.perf_counter()
+    start, step = 0, 0
+    if ckpt and ckpt.exists():
+        start, step = _resume(ckpt, model, optimizer, ema, best, device)
+        info(f"resuming from epoch {start} of {cfg.epochs}")
+    seen, t0, saved = 0, time.perf_counter(), time.monotonic()
     shown = None  # the previous epoch's mean loss on its way to the host: the progress line never stalls the GPU
     with progress("student epochs", cfg.epochs) as task:
-        for e in range(cfg.epochs):
+        task.advance(start)
+        for e in range(start, cfg.epochs):
             model.train()
             loss_sum, n = torch.zeros((), device=device), 0  # summed on the device: reading it waits for the GPU
             for x, teacher, targets in labels.epoch(e):
@@ -283,6 +296,34 @@ def fit(model: nn.Module, labels, cfg: StudentConfig, device: torch.device,
             shown = mean if shown is None or e == cfg.epochs - 1 else shown
             task.advance(1, f"{_loss_text(*shown)}, {seen / (time.perf_counter() - t0):.0f} images/s")
             shown = mean
-            if after_epoch is not None:
-                after_epoch(e, ema.module if ema is not None else model)
+            if best is not None:
+                best(e, ema.module if ema is not None else model)
+            if ckpt and e + 1 < cfg.epochs and time.monotonic() - saved >= cfg.checkpoint_seconds and world().is_main:
+                _save(ckpt, model, optimizer, ema, best, {"epoch": e + 1, "step": step}, device)
+                saved = time.monotonic()
     return ema.module if ema is not None else model
+
+
+def _save(ckpt: Path, model: nn.Module, optimizer: torch.optim.Optimizer, ema: AveragedModel | None,
+          best: BestOfLast | None, progress: dict[str, int], device: torch.device) -> None:
+    """Everything the next epoch depends on: weights, optimiser, EMA, the best evaluation so far, and the global
+    random state (RandAugment draws from it, epoch after epoch)."""
+    extra = {"rng": torch.get_rng_state()} | ({"cuda_rng": torch.cuda.get_rng_state(device)}
+                                               if device.type == "cuda" else {})
+    extra |= {f"ema.{k}": v for k, v in state_tensors(ema).items()} if ema is not None else {}
+    progress |= {"best": [best.top1, best.epoch]} if best is not None else {}
+    save_checkpoint(ckpt, model, optimizer, progress, extra)
+
+
+def _resume(ckpt: Path, model: nn.Module, optimizer: torch.optim.Optimizer, ema: AveragedModel | None,
+            best: BestOfLast | None, device: torch.device) -> tuple[int, int]:
+    """Restore what _save saved; returns the epoch to continue from and the optimiser steps taken."""
+    progress, extra = load_checkpoint(ckpt, model, optimizer)
+    torch.set_rng_state(extra["rng"])
+    if "cuda_rng" in extra:
+        torch.cuda.set_rng_state(extra["cuda_rng"], device)
+    if ema is not None:
+        ema.load_state_dict({k.removeprefix("ema."): v for k, v in extra.items() if k.startswith("ema.")})
+    if best is not None:
+        best.top1, best.epoch = progress["best"]
+    return progress["epoch"], progress["step"]

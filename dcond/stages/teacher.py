@@ -86,7 +86,7 @@ def _fit(model: torch.nn.Module, train_set, spec, cfg: TeacherConfig, device: to
     total, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
     start = 0
     if ckpt.exists():
-        start = load_checkpoint(ckpt, model, optimizer)["epoch"]
+        start = load_checkpoint(ckpt, model, optimizer)[0]["epoch"]
         info(f"resuming from epoch {start} of {cfg.epochs}")
     for epoch in range(start, cfg.epochs):
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout and the like: the same on a resumed run
