@@ -14,12 +14,7 @@ from dcond.artifact import ArtifactWriter, save_class_images
 from dcond.distributed import world
 from dcond.errors import DcondError
 from dcond.log import info, progress
-
-
-def stream_seed(seed: int, index: int) -> int:
-    """The seed of stream `index` of a run seeded `seed` (its unit `index`, or its draws for class `index`):
-    streams are independent, so what one draws does not depend on which others are drawn."""
-    return seed * 1_000_003 + index
+from dcond.seeds import stream_seed
 
 
 def class_generator(seed: int, c: int) -> torch.Generator:

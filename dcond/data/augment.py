@@ -17,6 +17,7 @@ from dcond.config import ViewConfig
 from dcond.data.images import InputImages
 from dcond.engine import on_device
 from dcond.errors import DcondError
+from dcond.seeds import stream_seed
 from dcond.validate import tensor
 
 
@@ -105,7 +106,7 @@ class Views:
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """Each epoch's views come from their own seed, so any epoch can be drawn again on its own."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.Generator().manual_seed(stream_seed(seed, epoch))
 
 
 def draw_epoch(num_images: int, batch_size: int, cfg: ViewConfig, image_size: int, gen: torch.Generator) -> Views:

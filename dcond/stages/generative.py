@@ -25,6 +25,7 @@ from dcond.errors import DcondError
 from dcond.generative import (WEIGHTS_FILE, Generator, GeneratorSpec, generator_losses, sample)
 from dcond.log import info, progress
 from dcond.models import load_teachers, state_tensors
+from dcond.seeds import stream_seed
 from dcond.synthesis.matching import Observer
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -86,7 +87,7 @@ def _fit(generator: Generator, observer: Observer, train: ImageDataset, members:
         task.advance(start)
         for step in range(start, cfg.iterations):
             set_lr(optimizer, cfg.lr * lr_factor("cosine", step, cfg.iterations))
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+            gen = torch.Generator().manual_seed(stream_seed(cfg.seed, step))
             picks = torch.cat([idx[torch.randint(len(idx), (cfg.real_batch,), generator=gen)] for idx in members])
             real = to_input(load_all(train.take(picks)).images.to(device), spec)
             z = torch.randn(k * cfg.gen_batch, cfg.latent_dim, generator=gen).to(device)

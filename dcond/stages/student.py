@@ -33,6 +33,7 @@ from dcond.errors import DcondError
 from dcond.generative import Generator, load_generator, sample
 from dcond.log import info, progress
 from dcond.models import WEIGHTS_FILE, ModelSpec, create_model, load_teachers, state_tensors
+from dcond.seeds import stream_seed
 from dcond.stages.relabel import default_batch_size
 from dcond.student_recipes import STUDENT_RECIPES, CondensedSet
 
@@ -218,7 +219,7 @@ class FreshSamples(FreshViews):
         self.generator = generator
 
     def epoch(self, e: int) -> Iterator[Batch]:
-        images, _ = sample(self.generator, self.cfg.fresh_samples, self.cfg.seed * 1_000_003 + e, self.device)
+        images, _ = sample(self.generator, self.cfg.fresh_samples, stream_seed(self.cfg.seed, e), self.device)
         self.raw, self.images = images.cpu(), InputImages(images.to(self.device), self.generator.dataset)
         yield from super().epoch(e)
 
