@@ -321,7 +321,8 @@ class StudentConfig:
     loss: str = "kl"
     temperature: float | None = None  # default: the bank's
     ce_weight: float = 0.025  # mse-ce: weight of the hard-label cross-entropy
-    ema: float = 0.0  # decay of an exponential moving average of the weights, used for evaluation; 0: off
+    ema: float = 0.0  # decay of an average of the parameters from the initial ones on, evaluated with the live
+    # BatchNorm statistics (EDC's EMA); 0: off
     teachers: list[Path] = field(default_factory=list)  # label online instead of replaying a bank
     views: ViewConfig = field(default_factory=ViewConfig)  # online and hard-label training
     randaugment: bool = False  # online and hard-label training: RandAugment each image before its view

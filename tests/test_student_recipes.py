@@ -144,6 +144,21 @@ def test_an_interrupted_student_resumes_to_the_result_of_an_uninterrupted_one(sh
     assert not list(tmp_path.glob(".train-student-*.partial"))  # committed: the work folder became the artifact
 
 
+def test_the_ema_is_edcs_average_of_parameters_from_the_start_evaluated_with_live_batchnorm_statistics():
+    model = create_model(ModelSpec("convnet", 1, 3, 12, TINY))
+    ema = student._ema(model, 0.9)
+    start = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    model(torch.randn(4, 1, 12, 12)).square().mean().backward()  # in training mode: BatchNorm's buffers move
+    optimizer.step()
+    ema.update_parameters(model)
+    evaluated = ema.module
+    for averaged, before, after in zip(evaluated.parameters(), start, model.parameters()):
+        torch.testing.assert_close(averaged, 0.9 * before + 0.1 * after)
+    assert all(torch.equal(mine, live) for mine, live in zip(evaluated.buffers(), model.buffers()))
+    assert any(not torch.equal(a, b) for a, b in zip(evaluated.parameters(), model.parameters()))
+
+
 def test_schedules_and_weight_decay_groups():
     assert [lr_factor("multistep", s, 100, milestones=(0.8, 0.9)) for s in (0, 79, 80, 90, 99)] == \
         [1, 1, 0.5, 0.25, 0.25]

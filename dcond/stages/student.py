@@ -269,7 +269,7 @@ def fit(model: nn.Module, labels, cfg: StudentConfig, device: torch.device, best
     optimizer = make_optimizer(cfg.optimizer, decay_groups(model, cfg.weight_decay, cfg.decay_norm), cfg.lr,
                                cfg.weight_decay, device=device)
     net = ddp(model, device)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
+    ema = _ema(model, cfg.ema) if cfg.ema else None
     total, warmup = cfg.epochs * labels.steps_per_epoch, cfg.warmup_epochs * labels.steps_per_epoch
     start, step = 0, 0
     if ckpt and ckpt.exists():
@@ -303,6 +303,16 @@ def fit(model: nn.Module, labels, cfg: StudentConfig, device: torch.device, best
                 _save(ckpt, model, optimizer, ema, best, {"epoch": e + 1, "step": step}, device)
                 saved = time.monotonic()
     return ema.module if ema is not None else model
+
+
+def _ema(model: nn.Module, decay: float) -> AveragedModel:
+    """EDC's average of the weights: of the parameters only, starting from the initial ones (its EMAMODEL
+    deep-copies the model before training and then moves each parameter by 1 − decay after every step), and
+    evaluated with the live model's BatchNorm statistics (its ema_swap exchanges parameters, not buffers;
+    without use_buffers, every update copies the live buffers)."""
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+    ema.update_parameters(model)  # the first update copies: the average starts at the initial weights
+    return ema
 
 
 def _save(ckpt: Path, model: nn.Module, optimizer: torch.optim.Optimizer, ema: AveragedModel | None,
