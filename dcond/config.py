@@ -313,6 +313,8 @@ class StudentConfig:
     optimizer: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 0.01
+    momentum: float = 0.9  # sgd
+    nesterov: bool = True  # sgd
     decay_norm: bool = True  # weight decay on biases and normalisation weights too (the methods' students: off)
     schedule: str = "cosine"
     zeta: float = 2.0  # the smoothing schedule's ζ

@@ -17,7 +17,7 @@ from dcond.errors import DcondError
 
 DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "smoothing", "linear", "multistep", "constant")
+SCHEDULES = ("cosine", "smoothing", "two-piece", "linear", "multistep", "constant")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -74,13 +74,13 @@ def decay_groups(model: nn.Module, weight_decay: float, norms_too: bool = True) 
             {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
 
 
-def make_optimizer(name: str, params, lr: float, weight_decay: float, momentum: float = 0.9,
+def make_optimizer(name: str, params, lr: float, weight_decay: float, momentum: float = 0.9, nesterov: bool = True,
                    device: torch.device = torch.device("cpu")):
     """On CUDA the fused kernels: one launch per step instead of several per parameter tensor."""
     fused = device.type == "cuda"
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0,
-                               fused=fused)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                               nesterov=nesterov and momentum > 0, fused=fused)
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
     raise DcondError(f"unknown optimizer '{name}' (known: {', '.join(OPTIMIZERS)})")
@@ -89,9 +89,10 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float, momentum: 
 def lr_factor(schedule: str, step: int, total: int, warmup: int = 0, zeta: float = 2.0,
               milestones: tuple[float, ...] = (), gamma: float = 0.5) -> float:
     """Learning-rate multiplier at `step` of `total`: linear warm-up, then cosine to 0, the 'smoothing'
-    schedule 0.5·(1 + cos(π·t/ζ)) of RDED/EDC (which ends at a fraction of the base rate), 'linear' 1 − t/ζ
-    (what EDC's ImageNet script runs), 'multistep' (× gamma at each milestone, given as fractions of the
-    run), or constant."""
+    schedule 0.5·(1 + cos(π·t/ζ)) of RDED/EDC (which ends at a fraction of the base rate), EDC's CIFAR-100
+    'two-piece' (smoothing up to t = 5/6, then its value there × (1 − t): a drop to a sixth, then linear to 0),
+    'linear' 1 − t/ζ (what EDC's ImageNet script runs), 'multistep' (× gamma at each milestone, given as
+    fractions of the run), or constant."""
     if step < warmup:
         return (step + 1) / warmup
     t = (step - warmup) / max(1, total - warmup)
@@ -99,6 +100,8 @@ def lr_factor(schedule: str, step: int, total: int, warmup: int = 0, zeta: float
         return 0.5 * (1 + math.cos(math.pi * t))
     if schedule == "smoothing":
         return 0.5 * (1 + math.cos(math.pi * t / zeta))
+    if schedule == "two-piece":
+        return 0.5 * (1 + math.cos(math.pi * min(t, 5 / 6) / zeta)) * (1 if t <= 5 / 6 else 1 - t)
     if schedule == "linear":
         return 1 - t / zeta
     if schedule == "multistep":

@@ -70,22 +70,28 @@ def sre2l(condensed: CondensedSet) -> dict[str, Any]:
 
 @STUDENT_RECIPES.register("edc")
 def edc(condensed: CondensedSet) -> dict[str, Any]:
-    """shaoshitong/EDC 80116a7: CIFAR-10's direct_train.py (teachers online, RandAugment, crops 0.08-1, flip,
-    CutMix; MSE to the mean teacher logits + 0.025·CE; batch 10; 1000 epochs; MultiStepLR × 0.5 at 80, 90 and
-    95 % of the run; EMA 0.99 weights evaluated) and ImageNet's train_FKD_parallel.py (the stored bank
-    replayed; 300 epochs; lr 1 − e/(2E), which the script runs where it asks for cosine). AdamW 1e-3, weight
-    decay 0.01 on weights only, in both. Its CIFAR-100 and Tiny-ImageNet scripts (SGD, a two-piece cosine)
-    are not followed here."""
+    """shaoshitong/EDC 80116a7, each Branch_*/train/train.sh with its direct_train.py (small data: the teachers
+    online on RandAugmented, cropped, flipped, CutMix-ed batches) or train_FKD_parallel.py (ImageNet: the stored
+    bank replayed). MSE to the mean teacher logits + 0.025·CE, the EMA (0.99) evaluated, weight decay on weights
+    only, in all. CIFAR-10: AdamW 1e-3 (decay 0.01), batch 10, 1000 epochs, MultiStepLR × 0.5 at 80, 90 and 95 %
+    of the run, crops 0.08-1. CIFAR-100: SGD 0.1 (momentum 0.875, decay 5e-4), batch 50, 1000 epochs, its
+    two-piece cosine ("cos2", ζ = 2), crops 0.5-1. Tiny-ImageNet: the same SGD, batch 100, 300 epochs, the
+    smoothing cosine ("cos", ζ = 2), crops 0.5-1. ImageNet: AdamW 1e-3 (decay 0.01), 300 epochs, lr 1 − e/(2E),
+    which the script runs where it asks for cosine."""
     shape = recipe_for(condensed.spec)
-    common = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.01, "decay_norm": False, "loss": "mse-ce",
-              "ce_weight": 0.025, "ema": 0.99}
-    if shape == "cifar10":
-        return common | {"epochs": 1000, "batch_size": 10, "schedule": "multistep", "milestones": (0.8, 0.9, 0.95),
-                         "online": True, "randaugment": True,
-                         "views": ViewConfig(crop_scale=(0.08, 1.0), mix="cutmix", mix_prob=1.0, mix_alpha=1.0)}
+    common = {"decay_norm": False, "loss": "mse-ce", "ce_weight": 0.025, "ema": 0.99}
+    adamw = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.01}
+    sgd = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.875, "nesterov": False, "weight_decay": 5e-4}
+    online = {"online": True, "randaugment": True}
     if shape == "imagenet":
         if not condensed.has_bank:
             raise DcondError("EDC's ImageNet student replays a soft-label bank: relabel the images first")
-        return common | {"epochs": 300, "schedule": "linear", "zeta": 2.0}
-    raise DcondError(f"EDC's {shape} student (SGD with a two-piece cosine) is not a dcond recipe yet; use "
-                     "--recipe dcond")
+        return common | adamw | {"epochs": 300, "schedule": "linear", "zeta": 2.0}
+    crops = (0.08, 1.0) if shape == "cifar10" else (0.5, 1.0)
+    online |= {"views": ViewConfig(crop_scale=crops, mix="cutmix", mix_prob=1.0, mix_alpha=1.0)}
+    if shape == "cifar10":
+        return common | adamw | online | {"epochs": 1000, "batch_size": 10, "schedule": "multistep",
+                                          "milestones": (0.8, 0.9, 0.95)}
+    if shape == "cifar100":
+        return common | sgd | online | {"epochs": 1000, "batch_size": 50, "schedule": "two-piece", "zeta": 2.0}
+    return common | sgd | online | {"epochs": 300, "batch_size": 100, "schedule": "smoothing", "zeta": 2.0}

@@ -2,6 +2,7 @@
 every flag given winning; and the pieces those protocols need (schedules, weight-decay groups, RandAugment,
 the best evaluation of the last epochs kept apart from the last)."""
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -13,7 +14,7 @@ from dcond.artifact import open_artifact
 from dcond.data import InputImages, to_input
 from dcond.data.folder import ArtifactImages
 from dcond.data.images import load_all
-from dcond.engine import decay_groups, lr_factor
+from dcond.engine import decay_groups, lr_factor, make_optimizer
 from dcond.errors import DcondError
 from dcond.models import ModelSpec, create_model
 from dcond.spec import DatasetSpec
@@ -37,6 +38,25 @@ def test_rded_and_edc_students_follow_the_released_scripts_for_small_data(shared
     assert edc.randaugment and edc.views.crop_scale == (0.08, 1.0)
     assert student_config(images, "rded", teachers=[teacher], epochs=7, views={"flip": 0.0}).epochs == 7
     assert student_config(images, "dcond").epochs == 300 and student_config(images, "dcond").decay_norm
+
+
+def test_edc_student_follows_the_train_script_of_each_shape():
+    def spec(classes: int, size: int) -> DatasetSpec:
+        return DatasetSpec("d", tuple(map(str, range(classes))), 3, size, (0.5,) * 3, (0.25,) * 3)
+
+    def edc(classes: int, size: int, has_bank: bool = False) -> dict:
+        return STUDENT_RECIPES.get("edc")(CondensedSet(spec(classes, size), 10, has_bank, 1))
+
+    cifar100, tiny, imagenet = edc(100, 32), edc(200, 64), edc(1000, 224, True)
+    sgd = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.875, "nesterov": False, "weight_decay": 5e-4}
+    assert cifar100.items() >= (sgd | {"epochs": 1000, "batch_size": 50, "schedule": "two-piece", "zeta": 2.0}).items()
+    assert tiny.items() >= (sgd | {"epochs": 300, "batch_size": 100, "schedule": "smoothing", "zeta": 2.0}).items()
+    assert cifar100["views"].crop_scale == tiny["views"].crop_scale == (0.5, 1.0)
+    assert cifar100["online"] and tiny["randaugment"] and cifar100["ema"] == tiny["ema"] == 0.99
+    assert (edc(10, 32)["optimizer"], edc(10, 32)["views"].crop_scale) == ("adamw", (0.08, 1.0))
+    assert (imagenet["optimizer"], imagenet["schedule"], "views" in imagenet) == ("adamw", "linear", False)
+    sgd_optimizer = make_optimizer("sgd", [torch.zeros(2, requires_grad=True)], 0.1, 5e-4, 0.875, nesterov=False)
+    assert sgd_optimizer.defaults["momentum"] == 0.875 and not sgd_optimizer.defaults["nesterov"]
 
 
 def test_sre2l_student_follows_its_cifar_script_on_small_data_and_its_fkd_script_on_imagenet(shared_teacher_images):
@@ -103,10 +123,12 @@ def test_rded_records_its_best_of_the_last_epochs_apart_from_the_last(shared_tea
 def test_edc_student_trains_with_randaugment_online_teachers_and_ema(cli, shared_teacher_images, tmp_path):
     teacher, images = shared_teacher_images
     r = cli("train-student", images, "--recipe", "edc", "--teacher", teacher, "--teacher", teacher, "--epochs", 2,
-            *TINY_MODEL, "--out", tmp_path / "s")
+            "--optimizer", "sgd", "--lr", 0.1, "--momentum", 0.875, "--no-nesterov", *TINY_MODEL,
+            "--out", tmp_path / "s")
     assert r.code == 0, r.stderr
     config = open_artifact(tmp_path / "s").producer["config"]
     assert config["recipe"] == "edc" and config["randaugment"] and config["ema"] == 0.99
+    assert (config["optimizer"], config["momentum"], config["nesterov"]) == ("sgd", 0.875, False)  # as EDC's CIFAR-100
 
 
 def test_an_interrupted_student_resumes_to_the_result_of_an_uninterrupted_one(shared_teacher_images, tmp_path,
@@ -163,6 +185,10 @@ def test_schedules_and_weight_decay_groups():
     assert [lr_factor("multistep", s, 100, milestones=(0.8, 0.9)) for s in (0, 79, 80, 90, 99)] == \
         [1, 1, 0.5, 0.25, 0.25]
     assert lr_factor("linear", 50, 100, zeta=2.0) == 0.75
+    cut = 0.5 * (1 + math.cos(math.pi * 5 / 12))  # EDC's "cos2" at 5/6 of the run, ζ = 2
+    assert lr_factor("two-piece", 0, 600) == 1 and lr_factor("two-piece", 500, 600) == pytest.approx(cut)
+    assert lr_factor("two-piece", 501, 600) == pytest.approx(cut * 99 / 600)  # a drop to about a sixth
+    assert lr_factor("two-piece", 600, 600) == 0
     model = create_model(ModelSpec("convnet", 1, 3, 12, TINY))
     decayed, kept = decay_groups(model, 0.01, norms_too=False)
     assert all(p.ndim > 1 for p in decayed["params"]) and all(p.ndim == 1 for p in kept["params"])

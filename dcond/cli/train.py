@@ -68,10 +68,13 @@ def train_student_cmd(
     optimizer: Annotated[Optional[str], typer.Option(help=f"adamw or sgd (dcond: {S.optimizer}).")] = None,
     lr: Annotated[Optional[float], typer.Option(help=f"Learning rate (dcond: {S.lr}).")] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help=f"Weight decay (dcond: {S.weight_decay}).")] = None,
+    momentum: Annotated[Optional[float], typer.Option(help=f"SGD momentum (dcond: {S.momentum}).")] = None,
+    nesterov: Annotated[Optional[bool], typer.Option(
+        "--nesterov/--no-nesterov", help="SGD with Nesterov momentum (dcond: on).", show_default=False)] = None,
     decay_norm: Annotated[Optional[bool], typer.Option(
         "--decay-norm/--no-decay-norm", help="Weight decay on biases and normalisation weights too (dcond: on; "
                                              "the methods' students: off).", show_default=False)] = None,
-    schedule: Annotated[Optional[str], typer.Option(help=f"cosine, smoothing, linear, multistep or constant "
+    schedule: Annotated[Optional[str], typer.Option(help=f"cosine, smoothing, two-piece, linear, multistep or constant "
                                                          f"(dcond: {S.schedule}).")] = None,
     zeta: Annotated[Optional[float], typer.Option(help=f"ζ of the smoothing schedule 0.5(1+cos(πe/(ζE))) and of "
                                                        f"linear 1−e/(ζE) (dcond: {S.zeta}).")] = None,
@@ -120,7 +123,8 @@ def train_student_cmd(
              "mix_prob": mix_prob, "mix_alpha": mix_alpha}
     cfg = student_config(source, recipe, views, model=model, model_options=parse_options(model_opt or []),
                          epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                         decay_norm=decay_norm, schedule=schedule, zeta=zeta, warmup_epochs=warmup_epochs, loss=loss,
+                         momentum=momentum, nesterov=nesterov, decay_norm=decay_norm, schedule=schedule, zeta=zeta,
+                         warmup_epochs=warmup_epochs, loss=loss,
                          temperature=temperature, ce_weight=ce_weight, ema=ema, randaugment=randaugment, shift=shift,
                          best_of_last=best_of_last, teachers=list(teacher or []), wrap=wrap,
                          fresh_samples=fresh_samples, seed=seed, device=device, amp=amp, evaluate=eval,

@@ -267,7 +267,7 @@ def fit(model: nn.Module, labels, cfg: StudentConfig, device: torch.device, best
     there at the end of an epoch once `cfg.checkpoint_seconds` have passed since the last save, and a run that
     finds it continues from it to the result of an uninterrupted run."""
     optimizer = make_optimizer(cfg.optimizer, decay_groups(model, cfg.weight_decay, cfg.decay_norm), cfg.lr,
-                               cfg.weight_decay, device=device)
+                               cfg.weight_decay, cfg.momentum, cfg.nesterov, device)
     net = ddp(model, device)
     ema = _ema(model, cfg.ema) if cfg.ema else None
     total, warmup = cfg.epochs * labels.steps_per_epoch, cfg.warmup_epochs * labels.steps_per_epoch
