@@ -76,8 +76,9 @@ def train_student_cmd(
                                              "the methods' students: off).", show_default=False)] = None,
     schedule: Annotated[Optional[str], typer.Option(help=f"cosine, smoothing, two-piece, linear, multistep or constant "
                                                          f"(dcond: {S.schedule}).")] = None,
-    zeta: Annotated[Optional[float], typer.Option(help=f"ζ of the smoothing schedule 0.5(1+cos(πe/(ζE))) and of "
-                                                       f"linear 1−e/(ζE) (dcond: {S.zeta}).")] = None,
+    zeta: Annotated[Optional[float], typer.Option(help=f"ζ of the smoothing schedule 0.5(1+cos(πe/(ζE))) (also "
+                                                       f"two-piece's first piece) and of linear 1−e/(ζE) (dcond: "
+                                                       f"{S.zeta}).")] = None,
     warmup_epochs: int = S.warmup_epochs,
     loss: Annotated[Optional[str], typer.Option(help="kl (soft labels with temperature) or mse-ce (MSE to the "
                                                      f"logits plus weighted cross-entropy) (dcond: {S.loss}).")] = None,
