@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from common import machine
+from dcond.checkpoint import CHECKPOINT
 from dcond.engine import decay_groups, make_optimizer, place, resolve_device
 from dcond.models import ModelSpec, create_model
-from dcond.stages.student import _resume, _save
+from dcond.stages.student import _ema, _resume, _save
 
 SHAPES = {"convnet, Fashion-MNIST": ModelSpec("convnet", 1, 10, 28, {"width": 64}),
           "resnet18, ImageNet-1k": ModelSpec("resnet18", 3, 1000, 224, {})}
@@ -28,7 +28,7 @@ def trained_state(spec: ModelSpec, device: torch.device):
     """A student after one AdamW step, with an EMA: every part of the state a checkpoint holds is filled in."""
     model = place(create_model(spec), device)
     optimizer = make_optimizer("adamw", decay_groups(model, 0.01, False), 1e-3, 0.01, device=device)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.99), use_buffers=True)
+    ema = _ema(model, 0.99)
     x = torch.randn(2, spec.in_chans, spec.image_size, spec.image_size, device=device)
     model(x).square().mean().backward()
     optimizer.step()
@@ -54,7 +54,7 @@ def main() -> None:
     print(f"{machine(device)}, median of {args.repeats}\n")
     print("| student | checkpoint MB | save s | load s |\n|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "checkpoint.safetensors"
+        path = Path(tmp) / CHECKPOINT
         for name, spec in SHAPES.items():
             model, optimizer, ema = trained_state(spec, device)
             save_s = timed(lambda: _save(path, model, optimizer, ema, None, {"epoch": 1, "step": 1}, device),

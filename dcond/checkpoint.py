@@ -11,6 +11,8 @@ from torch import nn
 from dcond.artifact import atomic_path, plain_tensor
 from dcond.models import state_tensors
 
+CHECKPOINT = "checkpoint.safetensors"  # a training stage's checkpoint, in its work folder's scratch
+
 
 def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, progress: dict[str, Any],
                     extra: dict[str, torch.Tensor] | None = None) -> None:

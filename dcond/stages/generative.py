@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from dcond.artifact import ArtifactWriter, config_key, save_preview
-from dcond.checkpoint import load_checkpoint, save_checkpoint
+from dcond.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from dcond.config import GENERATIVE, GENERATOR_DTYPES, GenerativeConfig
 from dcond.data import DataOptions, ImageDataset, load_all, to_input
 from dcond.data.images import class_indices
@@ -28,7 +28,6 @@ from dcond.models import load_teachers, state_tensors
 from dcond.seeds import stream_seed
 from dcond.synthesis.matching import Observer
 
-CHECKPOINT = "checkpoint.safetensors"
 WEIGHT_DTYPES = {name: getattr(torch, name) for name in GENERATOR_DTYPES}
 
 

@@ -19,7 +19,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from dcond.artifact import Artifact, ArtifactWriter, config_key, open_artifact
 from dcond.bank import Bank, has_bank, open_bank
-from dcond.checkpoint import load_checkpoint, save_checkpoint
+from dcond.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from dcond.config import StudentConfig
 from dcond.data import DataOptions, DatasetSpec, InputImages, check_same_split, load_eval_split, reopen, to_input
 from dcond.data.augment import (ViewConfig, apply_views, draw_epoch, epoch_generator, mixed_targets,
@@ -39,7 +39,6 @@ from dcond.student_recipes import STUDENT_RECIPES, CondensedSet
 
 # (views on the device, teacher logits or None, hard-label distributions)
 Batch = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]
-CHECKPOINT = "checkpoint.safetensors"
 
 
 def student_config(source: Path, recipe: str = "dcond", views: dict[str, Any] | None = None,

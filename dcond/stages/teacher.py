@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from dcond.artifact import ArtifactWriter, config_key
-from dcond.checkpoint import load_checkpoint, save_checkpoint
+from dcond.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from dcond.config import TeacherConfig
 from dcond.data import DataOptions, batches, load_eval_split, load_split, open_source, to_input
 from dcond.data.augment import random_crop_flip
@@ -21,7 +21,6 @@ from dcond.models import (WEIGHTS_FILE, ModelSpec, bn_layers, create_model, load
                           state_tensors)
 
 HOLDOUT_FILE = "holdout.json"  # the training images held out to evaluate on, when the data has no test split
-CHECKPOINT = "checkpoint.safetensors"
 
 
 def train_teacher(data: DataOptions, cfg: TeacherConfig, out: Path | None = None, force: bool = False) -> Path:
