@@ -26,6 +26,7 @@ PICKS = ("first", "random")  # prune: which batches are kept
 FILLS = ("renormalize", "uniform", "min")  # topk: how the classes not kept come back
 QUANTIZED_DTYPES = ("int8", "int4", "float16", "bfloat16")
 STUDENT_LOSSES = ("kl", "mse-ce")
+SCHEDULE_STEPS = ("batch", "epoch")
 
 
 @dataclass
@@ -319,6 +320,8 @@ class StudentConfig:
     schedule: str = "cosine"
     zeta: float = 2.0  # the smoothing schedule's ζ
     milestones: tuple[float, ...] = ()  # multistep: fractions of the run where the rate halves
+    schedule_step: str = "batch"  # how often the rate follows the schedule: every batch, or every epoch as the
+    # methods' scripts step their schedulers
     warmup_epochs: int = 0
     loss: str = "kl"
     temperature: float | None = None  # default: the bank's
@@ -351,6 +354,8 @@ class StudentConfig:
             raise DcondError("--best-of-last must lie in [0, 1)")
         if self.checkpoint_seconds < 0:
             raise DcondError("--checkpoint-seconds must be >= 0")
+        if self.schedule_step not in SCHEDULE_STEPS:
+            raise DcondError(f"--schedule-step must be one of {', '.join(SCHEDULE_STEPS)}")
 
 
 @dataclass

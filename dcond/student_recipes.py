@@ -28,6 +28,7 @@ class CondensedSet:
 
 
 StudentRecipe = Callable[[CondensedSet], dict[str, Any]]
+BY_EPOCH = {"schedule_step": "epoch"}  # every released script calls its scheduler.step() once an epoch
 STUDENT_RECIPES: Registry[StudentRecipe] = Registry("student recipe")
 STUDENT_RECIPES.register("dcond")(lambda condensed: {})
 
@@ -43,7 +44,7 @@ def rded(condensed: CondensedSet) -> dict[str, Any]:
     batch = 100 if recipe_for(spec) == "tiny-imagenet" else batch * (2 if spec.num_classes in (100, 1000) else 1)
     return {"epochs": 300, "batch_size": min(batch, ipc * spec.num_classes), "optimizer": "adamw", "lr": 1e-3,
             "weight_decay": 0.01, "decay_norm": False, "schedule": "smoothing", "zeta": 2.0, "loss": "kl",
-            "temperature": 20.0, "online": True, "best_of_last": 0.2,
+            "temperature": 20.0, "online": True, "best_of_last": 0.2, **BY_EPOCH,
             "views": ViewConfig(crop_scale=(1 / condensed.factor, 1.0), mix="cutmix", mix_prob=1.0, mix_alpha=1.0)}
 
 
@@ -55,7 +56,7 @@ def sre2l(condensed: CondensedSet) -> dict[str, Any]:
     ImageNet as its train_FKD.py (the stored bank replayed, KL at T = 20; weight decay on weights only; cosine
     over 300 epochs). Its Tiny-ImageNet student (SGD 0.2 with warm-up, KL × T², no mixing) is not followed."""
     shape = recipe_for(condensed.spec)
-    common = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.01, "schedule": "cosine", "loss": "kl"}
+    common = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.01, "schedule": "cosine", "loss": "kl", **BY_EPOCH}
     if shape in ("cifar10", "cifar100"):
         return common | {"epochs": 400, "batch_size": min(128, condensed.ipc * condensed.spec.num_classes),
                          "temperature": 30.0, "online": True, "shift": 4,
@@ -79,7 +80,7 @@ def edc(condensed: CondensedSet) -> dict[str, Any]:
     smoothing cosine ("cos", ζ = 2), crops 0.5-1. ImageNet: AdamW 1e-3 (decay 0.01), 300 epochs, lr 1 − e/(2E),
     which the script runs where it asks for cosine."""
     shape = recipe_for(condensed.spec)
-    common = {"decay_norm": False, "loss": "mse-ce", "ce_weight": 0.025, "ema": 0.99}
+    common = {"decay_norm": False, "loss": "mse-ce", "ce_weight": 0.025, "ema": 0.99, **BY_EPOCH}
     adamw = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.01}
     sgd = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.875, "nesterov": False, "weight_decay": 5e-4}
     online = {"online": True, "randaugment": True}

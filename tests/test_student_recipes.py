@@ -70,7 +70,7 @@ def test_sre2l_student_follows_its_cifar_script_on_small_data_and_its_fkd_script
     imagenet = DatasetSpec("in", tuple(map(str, range(1000))), 3, 224, (0.5,) * 3, (0.25,) * 3)
     assert STUDENT_RECIPES.get("sre2l")(CondensedSet(imagenet, 10, True, 1)) == {
         "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.01, "schedule": "cosine", "loss": "kl", "epochs": 300,
-        "temperature": 20.0, "decay_norm": False}
+        "temperature": 20.0, "decay_norm": False, "schedule_step": "epoch"}
     with pytest.raises(DcondError, match="replays a soft-label bank"):
         STUDENT_RECIPES.get("sre2l")(CondensedSet(imagenet, 10, False, 1))
     with pytest.raises(DcondError, match="tiny-imagenet student"):
@@ -179,6 +179,23 @@ def test_the_ema_is_edcs_average_of_parameters_from_the_start_evaluated_with_liv
         torch.testing.assert_close(averaged, 0.9 * before + 0.1 * after)
     assert all(torch.equal(mine, live) for mine, live in zip(evaluated.buffers(), model.buffers()))
     assert any(not torch.equal(a, b) for a, b in zip(evaluated.parameters(), model.parameters()))
+
+
+@pytest.mark.parametrize("recipe", ["rded", "edc", "sre2l"])
+def test_a_methods_student_steps_its_schedule_once_an_epoch_as_its_script_does(shared_teacher_images, tmp_path,
+                                                                                monkeypatch, recipe):
+    teacher, images = shared_teacher_images
+    rates = []
+    monkeypatch.setattr(student, "set_lr", lambda optimizer, lr: rates.append(lr))
+    for step_by in (None, "batch"):  # the recipe's clock, then dcond's
+        cfg = student_config(images, recipe, teachers=[teacher], epochs=4, batch_size=8, schedule="cosine",
+                             model_options=TINY, schedule_step=step_by, evaluate=False)
+        train_student(images, cfg, tmp_path / f"{recipe}-{step_by}")
+    per_epoch, per_batch = rates[:12], rates[12:]  # 24 images in batches of 8: 3 batches an epoch
+    lr = student_config(images, recipe, teachers=[teacher]).lr
+    assert per_epoch == [lr * lr_factor("cosine", e, 4) for e in range(4) for _ in range(3)]
+    assert per_batch == [lr * lr_factor("cosine", s, 12) for s in range(12)]
+    assert student_config(images, "dcond").schedule_step == "batch"
 
 
 def test_schedules_and_weight_decay_groups():

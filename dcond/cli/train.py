@@ -79,6 +79,9 @@ def train_student_cmd(
     zeta: Annotated[Optional[float], typer.Option(help=f"ζ of the smoothing schedule 0.5(1+cos(πe/(ζE))) (also "
                                                        f"two-piece's first piece) and of linear 1−e/(ζE) (dcond: "
                                                        f"{S.zeta}).")] = None,
+    schedule_step: Annotated[Optional[str], typer.Option(help="How often the rate follows the schedule: batch or "
+                                                              f"epoch (dcond: {S.schedule_step}; the methods' "
+                                                              "recipes: epoch).")] = None,
     warmup_epochs: int = S.warmup_epochs,
     loss: Annotated[Optional[str], typer.Option(help="kl (soft labels with temperature) or mse-ce (MSE to the "
                                                      f"logits plus weighted cross-entropy) (dcond: {S.loss}).")] = None,
@@ -125,7 +128,7 @@ def train_student_cmd(
     cfg = student_config(source, recipe, views, model=model, model_options=parse_options(model_opt or []),
                          epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                          momentum=momentum, nesterov=nesterov, decay_norm=decay_norm, schedule=schedule, zeta=zeta,
-                         warmup_epochs=warmup_epochs, loss=loss,
+                         schedule_step=schedule_step, warmup_epochs=warmup_epochs, loss=loss,
                          temperature=temperature, ce_weight=ce_weight, ema=ema, randaugment=randaugment, shift=shift,
                          best_of_last=best_of_last, teachers=list(teacher or []), wrap=wrap,
                          fresh_samples=fresh_samples, seed=seed, device=device, amp=amp, evaluate=eval,

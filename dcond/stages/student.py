@@ -269,7 +269,10 @@ def fit(model: nn.Module, labels, cfg: StudentConfig, device: torch.device, best
                                cfg.weight_decay, cfg.momentum, cfg.nesterov, device)
     net = ddp(model, device)
     ema = _ema(model, cfg.ema) if cfg.ema else None
-    total, warmup = cfg.epochs * labels.steps_per_epoch, cfg.warmup_epochs * labels.steps_per_epoch
+    # the schedule's clock counts batches, or epochs as the methods' scripts do (scheduler.step() once an epoch)
+    by_epoch = cfg.schedule_step == "epoch"
+    ticks = 1 if by_epoch else labels.steps_per_epoch  # per epoch
+    total, warmup = cfg.epochs * ticks, cfg.warmup_epochs * ticks
     start, step = 0, 0
     if ckpt and ckpt.exists():
         start, step = _resume(ckpt, model, optimizer, ema, best, device)
@@ -282,7 +285,8 @@ def fit(model: nn.Module, labels, cfg: StudentConfig, device: torch.device, best
             model.train()
             loss_sum, n = torch.zeros((), device=device), 0  # summed on the device: reading it waits for the GPU
             for x, teacher, targets in labels.epoch(e):
-                set_lr(optimizer, cfg.lr * lr_factor(cfg.schedule, step, total, warmup, cfg.zeta, cfg.milestones))
+                set_lr(optimizer, cfg.lr * lr_factor(cfg.schedule, e if by_epoch else step, total, warmup,
+                                                     cfg.zeta, cfg.milestones))
                 with autocast(device, cfg.amp):
                     out = net(x).float()
                 loss = student_loss(cfg, out, teacher, targets, labels.temperature)
