@@ -25,7 +25,7 @@ GENERATOR_LOSSES = ("match", "bn", "intra", "inter", "ce")
 PICKS = ("first", "random")  # prune: which batches are kept
 FILLS = ("renormalize", "uniform", "min")  # topk: how the classes not kept come back
 QUANTIZED_DTYPES = ("int8", "int4", "float16", "bfloat16")
-STUDENT_LOSSES = ("kl", "mse-ce")
+STUDENT_LOSSES = ("kl", "kl-t2", "mse-ce")
 SCHEDULE_STEPS = ("batch", "epoch")
 
 

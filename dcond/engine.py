@@ -86,15 +86,19 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float, momentum: 
     raise DcondError(f"unknown optimizer '{name}' (known: {', '.join(OPTIMIZERS)})")
 
 
+WARMUP_START = 0.01  # torchvision's reference scripts warm up linearly from 1 % of the rate (--lr-warmup-decay)
+
+
 def lr_factor(schedule: str, step: int, total: int, warmup: int = 0, zeta: float = 2.0,
               milestones: tuple[float, ...] = (), gamma: float = 0.5) -> float:
-    """Learning-rate multiplier at `step` of `total`: linear warm-up, then cosine to 0, the 'smoothing'
-    schedule 0.5·(1 + cos(π·t/ζ)) of RDED/EDC (which ends at a fraction of the base rate), EDC's CIFAR-100
-    'two-piece' (smoothing up to t = 5/6, then its value there × (1 − t): a drop to a sixth, then linear to 0),
-    'linear' 1 − t/ζ (what EDC's ImageNet script runs), 'multistep' (× gamma at each milestone, given as
-    fractions of the run), or constant."""
+    """Learning-rate multiplier at `step` of `total`: a linear warm-up from WARMUP_START over `warmup` steps (as
+    torchvision's LinearLR), then, with t the share of the rest, cosine to 0, the 'smoothing' schedule
+    0.5·(1 + cos(π·t/ζ)) of RDED/EDC (which ends at a fraction of the base rate), EDC's CIFAR-100 'two-piece'
+    (smoothing up to t = 5/6, then its value there × (1 − t): a drop to a sixth, then linear to 0), 'linear'
+    1 − t/ζ (what EDC's ImageNet script runs), 'multistep' (× gamma at each milestone, given as fractions of the
+    run), or constant."""
     if step < warmup:
-        return (step + 1) / warmup
+        return WARMUP_START + (1 - WARMUP_START) * step / warmup
     t = (step - warmup) / max(1, total - warmup)
     if schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * t))

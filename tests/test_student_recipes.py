@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from conftest import TINY_MODEL, content
 from dcond.artifact import open_artifact
+from dcond.config import StudentConfig
 from dcond.data import InputImages, to_input
 from dcond.data.folder import ArtifactImages
 from dcond.data.images import load_all
@@ -73,8 +74,12 @@ def test_sre2l_student_follows_its_cifar_script_on_small_data_and_its_fkd_script
         "temperature": 20.0, "decay_norm": False, "schedule_step": "epoch"}
     with pytest.raises(DcondError, match="replays a soft-label bank"):
         STUDENT_RECIPES.get("sre2l")(CondensedSet(imagenet, 10, False, 1))
-    with pytest.raises(DcondError, match="tiny-imagenet student"):
-        STUDENT_RECIPES.get("sre2l")(CondensedSet(replace(imagenet, image_size=64), 10, True, 1))
+    tiny = STUDENT_RECIPES.get("sre2l")(CondensedSet(replace(imagenet, classes=imagenet.classes[:200],
+                                                             image_size=64), 50, False, 1))
+    assert tiny.items() >= {"optimizer": "sgd", "lr": 0.2, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
+                            "schedule": "cosine", "warmup_epochs": 5, "loss": "kl-t2", "temperature": 20.0,
+                            "epochs": 100, "batch_size": 256, "online": True}.items()
+    assert (tiny["views"].crop_scale, tiny["views"].mix, "decay_norm" in tiny) == ((0.08, 1.0), "none", False)
 
 
 def test_sre2l_student_shifts_and_mixes_online_and_a_bank_refuses_what_it_did_not_store(cli, shared_teacher_images,
@@ -196,6 +201,26 @@ def test_a_methods_student_steps_its_schedule_once_an_epoch_as_its_script_does(s
     assert per_epoch == [lr * lr_factor("cosine", e, 4) for e in range(4) for _ in range(3)]
     assert per_batch == [lr * lr_factor("cosine", s, 12) for s in range(12)]
     assert student_config(images, "dcond").schedule_step == "batch"
+
+
+def test_a_warm_up_then_cosine_once_an_epoch_is_torchvisions_sequence_as_sre2ls_tiny_imagenet_student_runs_it():
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.2)
+    torchvision_like = torch.optim.lr_scheduler.SequentialLR(optimizer, [
+        torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=5),
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=95)], milestones=[5])
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        torchvision_like.step()
+    assert [0.2 * lr_factor("cosine", e, 100, warmup=5) for e in range(100)] == pytest.approx(rates, abs=1e-9)
+
+
+def test_kl_t2_is_the_kl_loss_times_the_temperature_squared():
+    out, teacher, targets = torch.randn(6, 4), torch.randn(6, 4), torch.eye(4)[[0, 1, 2, 3, 0, 1]]
+    kl, kl_t2 = (student.student_loss(StudentConfig(loss=name), out, teacher, targets, 20.0)
+                 for name in ("kl", "kl-t2"))
+    assert kl_t2 == pytest.approx(400 * kl) and kl > 0
 
 
 def test_schedules_and_weight_decay_groups():

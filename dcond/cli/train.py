@@ -82,9 +82,11 @@ def train_student_cmd(
     schedule_step: Annotated[Optional[str], typer.Option(help="How often the rate follows the schedule: batch or "
                                                               f"epoch (dcond: {S.schedule_step}; the methods' "
                                                               "recipes: epoch).")] = None,
-    warmup_epochs: int = S.warmup_epochs,
-    loss: Annotated[Optional[str], typer.Option(help="kl (soft labels with temperature) or mse-ce (MSE to the "
-                                                     f"logits plus weighted cross-entropy) (dcond: {S.loss}).")] = None,
+    warmup_epochs: Annotated[Optional[int], typer.Option(help="Epochs of linear warm-up from 1 % of the rate "
+                                                              f"(dcond: {S.warmup_epochs}).")] = None,
+    loss: Annotated[Optional[str], typer.Option(help="kl (soft labels with temperature), kl-t2 (the same × T²) or "
+                                                     "mse-ce (MSE to the logits plus weighted cross-entropy) "
+                                                     f"(dcond: {S.loss}).")] = None,
     temperature: Annotated[Optional[float], typer.Option(help="KL temperature (default: the bank's).")] = None,
     ce_weight: Annotated[Optional[float], typer.Option(help=f"mse-ce: weight of the cross-entropy (dcond: "
                                                             f"{S.ce_weight}).")] = None,

@@ -227,9 +227,10 @@ def student_loss(cfg: StudentConfig, out: torch.Tensor, teacher: torch.Tensor | 
                  temperature: float) -> torch.Tensor:
     if teacher is None:  # hard labels (mixed): cross-entropy against the label distribution
         return -(targets * F.log_softmax(out, 1)).sum(1).mean()
-    if cfg.loss == "kl":
-        return F.kl_div(F.log_softmax(out / temperature, 1), F.log_softmax(teacher / temperature, 1),
-                        log_target=True, reduction="batchmean")
+    if cfg.loss in ("kl", "kl-t2"):  # kl-t2: × T², which keeps the gradients' size as T grows (Hinton et al.)
+        kl = F.kl_div(F.log_softmax(out / temperature, 1), F.log_softmax(teacher / temperature, 1),
+                      log_target=True, reduction="batchmean")
+        return kl * temperature ** 2 if cfg.loss == "kl-t2" else kl
     return F.mse_loss(out, teacher) + cfg.ce_weight * -(targets * F.log_softmax(out, 1)).sum(1).mean()
 
 
