@@ -227,6 +227,9 @@ def test_schedules_and_weight_decay_groups():
     assert [lr_factor("multistep", s, 100, milestones=(0.8, 0.9)) for s in (0, 79, 80, 90, 99)] == \
         [1, 1, 0.5, 0.25, 0.25]
     assert lr_factor("linear", 50, 100, zeta=2.0) == 0.75
+    edc_cifar10 = {"milestones": (0.8, 0.9, 0.95)}  # under either clock: a step falls at the first batch of its epoch
+    assert [lr_factor("multistep", e * 7 + b, 1000 * 7, **edc_cifar10) for e in range(1000) for b in range(7)] == \
+        [lr_factor("multistep", e, 1000, **edc_cifar10) for e in range(1000) for b in range(7)]
     cut = 0.5 * (1 + math.cos(math.pi * 5 / 12))  # EDC's "cos2" at 5/6 of the run, ζ = 2
     assert lr_factor("two-piece", 0, 600) == 1 and lr_factor("two-piece", 500, 600) == pytest.approx(cut)
     assert lr_factor("two-piece", 501, 600) == pytest.approx(cut * 99 / 600)  # a drop to about a sixth
