@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -49,6 +51,20 @@ def test_the_statistics_loss_falls(method, fall, tiny_teacher):
     unit = plan_units(3, 2, 2, 0, 3 if m.batching == "mixed" else 1)[0]
     _, history = synthesize_unit(ctx, m, unit)
     assert sum(history[-10:]) / 10 < fall * sum(history[:10]) / 10
+
+
+def test_observers_take_turns_as_one_counter_running_through_the_units_in_order(tiny_teacher, monkeypatch):
+    """EDC's recover loop never resets its observer counter between batches: with 3 observers and 4 iterations
+    a batch, the second batch starts at the second observer."""
+    ctx, edc = _context(tiny_teacher, "edc", iterations=4)
+    ctx.observers = [replace(ctx.observers[0]) for _ in range(3)]  # three observers, told apart by identity
+    turns = []
+    real = edc.stat_loss
+    monkeypatch.setattr(edc, "stat_loss", lambda ctx, observer, *args: (
+        turns.append(next(i for i, o in enumerate(ctx.observers) if o is observer)), real(ctx, observer, *args))[1])
+    for unit in plan_units(3, 2, 2, 0)[:2]:
+        synthesize_unit(ctx, edc, unit)
+    assert turns == [0, 1, 2, 0, 1, 2, 0, 1]
 
 
 def test_classwise_batches_hold_one_class(tiny_teacher, tmp_path, monkeypatch):

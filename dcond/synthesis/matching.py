@@ -142,10 +142,11 @@ def synthesize_unit(ctx: SynthContext, method: Method, unit: Unit) -> tuple[torc
     optimizer = torch.optim.Adam([x], lr=s["lr"], betas=(0.5, 0.9))
     state: dict = {}
     history, shown = [], ""
+    turn = unit.index * s["iterations"]  # the observers take turns as if one counter ran through the units in order
     with progress(f"unit {unit.index}", s["iterations"]) as task:
         for it in range(s["iterations"]):
             set_lr(optimizer, s["lr"] * lr_factor("cosine", it, s["iterations"]))
-            observer = ctx.observers[it % len(ctx.observers)]
+            observer = ctx.observers[(turn + it) % len(ctx.observers)]
             views = _views(x, s, gen)
             with layer_inputs(observer.layers) as inputs, autocast(device, s["amp"]):
                 logits = observer.model(views).float()
