@@ -29,7 +29,9 @@ def train_teacher_cmd(
     optimizer: Annotated[str, typer.Option(help="sgd or adamw.")] = T.optimizer,
     weight_decay: float = T.weight_decay,
     schedule: Annotated[str, typer.Option(help="cosine, smoothing or constant.")] = T.schedule,
-    warmup_epochs: int = T.warmup_epochs, label_smoothing: float = T.label_smoothing,
+    warmup_epochs: Annotated[int, typer.Option(help="Epochs of linear warm-up from 1 % of the "
+                                                    "rate.")] = T.warmup_epochs,
+    label_smoothing: float = T.label_smoothing,
     crop_pad: Annotated[int, typer.Option(help="Pad-and-crop shift in pixels, with flips; -1 turns "
                                                "augmentation off.")] = T.crop_pad,
     weights: Annotated[Optional[Path], typer.Option(help="Start from an outside checkpoint (.safetensors or "
