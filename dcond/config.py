@@ -332,6 +332,7 @@ class StudentConfig:
     views: ViewConfig = field(default_factory=ViewConfig)  # online and hard-label training
     randaugment: bool = False  # online and hard-label training: RandAugment each image before its view
     shift: int = 0  # online and hard-label training: pad-and-crop each image by up to this many pixels first
+    strips: int = 1  # online and hard-label training: shuffle each image's column, then row strips first (RDED)
     best_of_last: float = 0.0  # also report the best evaluation (every 10 epochs) in this last share of the run
     checkpoint_seconds: float = 300.0  # save the training state at the first epoch's end this long after the last
     wrap: bool = False  # reuse a bank's epochs cyclically when training for more epochs than it holds
@@ -348,8 +349,8 @@ class StudentConfig:
             raise DcondError(f"--loss must be one of {', '.join(STUDENT_LOSSES)}")
         if not 0 <= self.ema < 1:
             raise DcondError("--ema must lie in [0, 1)")
-        if self.fresh_samples < 0 or self.shift < 0:
-            raise DcondError("--fresh-samples and --shift must be >= 0")
+        if self.fresh_samples < 0 or self.shift < 0 or self.strips < 1:
+            raise DcondError("--fresh-samples and --shift must be >= 0, --strips >= 1")
         if not 0 <= self.best_of_last < 1:
             raise DcondError("--best-of-last must lie in [0, 1)")
         if self.checkpoint_seconds < 0:

@@ -37,14 +37,15 @@ STUDENT_RECIPES.register("dcond")(lambda condensed: {})
 def rded(condensed: CondensedSet) -> dict[str, Any]:
     """LINs-lab/RDED 3f6453d, validation/main.py and argument.py: the teacher labels every CutMix batch online
     at T = 20 (KL, no T² factor), AdamW 1e-3 with weight decay 0.01 on weights only, the smoothing schedule with
-    ζ = 2 over 300 epochs, crops of 1/factor to all of the image (none at factor 1), and the best evaluation of
-    the last 20 % of epochs reported beside the last."""
+    ζ = 2 over 300 epochs, each image's factor × factor strips shuffled (ShufflePatches) before a crop of
+    1/factor to all of it (neither at factor 1), and the best evaluation of the last 20 % of epochs reported
+    beside the last."""
     spec, ipc = condensed.spec, condensed.ipc
     batch = 10 if ipc <= 1 else 50 if ipc <= 10 else 100
     batch = 100 if recipe_for(spec) == "tiny-imagenet" else batch * (2 if spec.num_classes in (100, 1000) else 1)
     return {"epochs": 300, "batch_size": min(batch, ipc * spec.num_classes), "optimizer": "adamw", "lr": 1e-3,
             "weight_decay": 0.01, "decay_norm": False, "schedule": "smoothing", "zeta": 2.0, "loss": "kl",
-            "temperature": 20.0, "online": True, "best_of_last": 0.2, **BY_EPOCH,
+            "temperature": 20.0, "online": True, "best_of_last": 0.2, "strips": condensed.factor, **BY_EPOCH,
             "views": ViewConfig(crop_scale=(1 / condensed.factor, 1.0), mix="cutmix", mix_prob=1.0, mix_alpha=1.0)}
 
 

@@ -9,7 +9,7 @@ from conftest import make_image_folder
 from dcond.artifact import open_artifact
 from dcond.data import (DataOptions, check_same_split, load_eval_split, load_split, open_source, reopen, to_input,
                         to_uint8)
-from dcond.data.augment import random_crop_flip, random_shift
+from dcond.data.augment import random_crop_flip, random_shift, shuffle_strips
 from dcond.data.images import balanced_subset
 from dcond.errors import DcondError
 
@@ -167,6 +167,20 @@ def test_random_shift_translates_each_image_within_its_padding_and_fills_black()
     offsets = [next((i, j) for i in range(5) for j in range(5) if torch.equal(o[0], framed[i:i + 6, j:j + 6]))
                for o in out]
     assert len(set(offsets)) > 10  # 40 images, 25 possible offsets: each image drew its own
+
+
+def test_shuffled_strips_swap_halves_at_two_each_image_its_own_and_keep_an_uneven_remainder():
+    x = torch.arange(36, dtype=torch.uint8).view(1, 1, 6, 6).repeat(40, 1, 1, 1)
+    out = shuffle_strips(x, 2, torch.Generator().manual_seed(0))
+    swaps = [lambda i: i, lambda i: i.roll(3, 2), lambda i: i.roll(3, 1), lambda i: i.roll((3, 3), (1, 2))]
+    drawn = [next(k for k, swap in enumerate(swaps) if torch.equal(o, swap(x[0]))) for o in out]
+    assert sorted(set(drawn)) == [0, 1, 2, 3]  # left-right and top-bottom swapped or not, per image
+    small = x[0, :, :5, :5]  # strips of 2 and 3 pixels: the last keeps the remainder
+    orders = [[0, 1, 2, 3, 4], [2, 3, 4, 0, 1]]
+    uneven = shuffle_strips(x[:, :, :5, :5], 2, torch.Generator().manual_seed(1))
+    drawn = [next((r[0], c[0]) for r in orders for c in orders if torch.equal(o, small[:, r][:, :, c])) for o in uneven]
+    assert len(set(drawn)) == 4
+    assert torch.equal(shuffle_strips(x, 1, torch.Generator()), x)
 
 
 def test_random_crop_flip_moves_pixels_but_keeps_shape():

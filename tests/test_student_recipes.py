@@ -33,12 +33,19 @@ def test_rded_and_edc_students_follow_the_released_scripts_for_small_data(shared
     assert (rded.epochs, rded.batch_size, rded.loss, rded.temperature, rded.schedule, rded.zeta) == \
         (300, 24, "kl", 20.0, "smoothing", 2.0)  # batch 50 at IPC ≤ 10, capped at the 24 images
     assert not rded.decay_norm and rded.best_of_last == 0.2 and rded.views.crop_scale == (1.0, 1.0)
+    assert rded.strips == 1  # factor 1: no stitching, nothing to shuffle
     edc = student_config(images, "edc", teachers=[teacher])
     assert (edc.epochs, edc.batch_size, edc.loss, edc.ce_weight, edc.ema, edc.schedule, edc.milestones) == \
         (1000, 10, "mse-ce", 0.025, 0.99, "multistep", (0.8, 0.9, 0.95))
     assert edc.randaugment and edc.views.crop_scale == (0.08, 1.0)
     assert student_config(images, "rded", teachers=[teacher], epochs=7, views={"flip": 0.0}).epochs == 7
     assert student_config(images, "dcond").epochs == 300 and student_config(images, "dcond").decay_norm
+
+
+def test_rded_student_on_stitched_images_shuffles_their_strips_before_a_crop_of_a_cell_or_more():
+    imagenet = DatasetSpec("in", tuple(map(str, range(1000))), 3, 224, (0.5,) * 3, (0.25,) * 3)
+    stitched = STUDENT_RECIPES.get("rded")(CondensedSet(imagenet, 10, False, 2))
+    assert (stitched["strips"], stitched["views"].crop_scale, stitched["batch_size"]) == (2, (0.5, 1.0), 100)
 
 
 def test_edc_student_follows_the_train_script_of_each_shape():
@@ -92,7 +99,7 @@ def test_sre2l_student_shifts_and_mixes_online_and_a_bank_refuses_what_it_did_no
     assert (config["recipe"], config["shift"], config["views"]["mix"]) == ("sre2l", 4, "mixup")
     labels = cli("relabel", images, "--teacher", teacher, "--epochs", 1, "--out", tmp_path / "l").stdout.strip()
     line = one_error_line(cli("train-student", labels, "--epochs", 1, "--shift", 2, "--out", tmp_path / "bad"))
-    assert "a bank replays the views it stored: --randaugment and --shift are for online" in line
+    assert "a bank replays the views it stored: --randaugment, --shift and --strips are for online" in line
     assert not (tmp_path / "bad").exists()
 
 
@@ -107,6 +114,20 @@ def test_shifted_views_are_windows_of_the_images_in_a_black_frame(shared_teacher
     offsets = [next((i, j) for i in range(9) for j in range(9) for f in framed
                     if torch.allclose(view, f[:, i:i + 12, j:j + 12], atol=1e-5)) for view in x]
     assert len(x) == 24 and len(set(offsets)) > 5
+
+
+def test_strip_shuffled_views_are_the_images_with_halves_swapped(shared_teacher_images):
+    teacher, images = shared_teacher_images
+    art, data = open_artifact(images), load_all(ArtifactImages(images).split("train"))
+    cfg = student_config(images, "rded", teachers=[teacher], strips=2, views={"flip": 0.0, "mix": "none"})
+    fresh = FreshViews(InputImages(data.images, art.dataset), data.labels, cfg, torch.device("cpu"), [],
+                       art.dataset, data.images)
+    x = torch.cat([batch for batch, _, _ in fresh.epoch(0)])
+    arrangements = [to_input(data.images.roll(shifts, dims), art.dataset)
+                    for shifts, dims in [(0, 2), (6, 3), (6, 2), ((6, 6), (2, 3))]]  # 12 pixels: halves of 6
+    drawn = [next(k for k, a in enumerate(arrangements) for image in a if torch.allclose(view, image, atol=1e-5))
+             for view in x]
+    assert len(x) == 24 and len(set(drawn)) == 4
 
 
 @pytest.mark.parametrize("recipe", ["rded", "edc", "sre2l"])

@@ -100,6 +100,9 @@ def train_student_cmd(
     shift: Annotated[Optional[int], typer.Option(help="Online and hard-label training: pad each image by this many "
                                                       "pixels and crop it back at a random offset first (dcond: 0; "
                                                       "sre2l: 4).")] = None,
+    strips: Annotated[Optional[int], typer.Option(help="Online and hard-label training: put each image's N column "
+                                                       "strips, then its N row strips, in a random order first "
+                                                       "(dcond: 1, none; rded: its factor).")] = None,
     best_of_last: Annotated[Optional[float], typer.Option(help="Also record the best evaluation (every 10 epochs) "
                                                                "of this last share of the run, apart from the "
                                                                "last epoch's (rded: 0.2).")] = None,
@@ -134,7 +137,7 @@ def train_student_cmd(
                          momentum=momentum, nesterov=nesterov, decay_norm=decay_norm, schedule=schedule, zeta=zeta,
                          schedule_step=schedule_step, warmup_epochs=warmup_epochs, loss=loss,
                          temperature=temperature, ce_weight=ce_weight, ema=ema, randaugment=randaugment, shift=shift,
-                         best_of_last=best_of_last, teachers=list(teacher or []), wrap=wrap,
+                         strips=strips, best_of_last=best_of_last, teachers=list(teacher or []), wrap=wrap,
                          fresh_samples=fresh_samples, seed=seed, device=device, amp=amp, evaluate=eval,
                          checkpoint_seconds=checkpoint_seconds)
     emit(train_student(source, cfg, out, force), json)

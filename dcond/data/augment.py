@@ -32,6 +32,18 @@ def random_shift(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tenso
     return padded[torch.arange(n)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
 
 
+def shuffle_strips(x: torch.Tensor, strips: int, gen: torch.Generator) -> torch.Tensor:
+    """RDED's ShufflePatches: each image's `strips` column strips in a random order of its own, then its row
+    strips likewise (at 2: a random swap of the left and right halves, then of the top and bottom ones). The
+    last strip keeps the pixels that do not divide evenly."""
+    def shuffled(img: torch.Tensor, dim: int) -> torch.Tensor:
+        size = img.shape[dim] // strips
+        pieces = img.split([size] * (strips - 1) + [img.shape[dim] - size * (strips - 1)], dim)
+        return torch.cat([pieces[i] for i in torch.randperm(strips, generator=gen)], dim)
+
+    return torch.stack([shuffled(shuffled(img, 2), 1) for img in x])
+
+
 def random_crop_flip(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
     """Pad-and-crop at a random offset, then flip half of the images left-right."""
     x = random_shift(x, pad, gen) if pad > 0 else x

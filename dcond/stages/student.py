@@ -23,7 +23,7 @@ from dcond.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from dcond.config import StudentConfig
 from dcond.data import DataOptions, DatasetSpec, InputImages, check_same_split, load_eval_split, reopen, to_input
 from dcond.data.augment import (ViewConfig, apply_views, draw_epoch, epoch_generator, mixed_targets,
-                                 random_shift)
+                                 random_shift, shuffle_strips)
 from dcond.data.folder import ArtifactImages
 from dcond.data.images import load_all
 from dcond.distributed import world
@@ -145,9 +145,9 @@ class Replay:
         if stored is not None and cfg.epochs > stored and not cfg.wrap:
             raise DcondError(f"the bank holds {stored} epochs but --epochs is {cfg.epochs}; relabel with more "
                              "epochs, or pass --wrap to reuse its epochs cyclically")
-        if cfg.randaugment or cfg.shift:
-            raise DcondError("a bank replays the views it stored: --randaugment and --shift are for online "
-                             "(--teacher) or hard-label training")
+        if cfg.randaugment or cfg.shift or cfg.strips > 1:
+            raise DcondError("a bank replays the views it stored: --randaugment, --shift and --strips are for "
+                             "online (--teacher) or hard-label training")
         if cfg.batch_size and cfg.batch_size != bank.info["batch_size"]:
             raise DcondError(f"the bank was made with batch size {bank.info['batch_size']}; a student replays it "
                              "as stored (leave out --batch-size)")
@@ -185,15 +185,18 @@ class FreshViews:
         for b in range(len(views)):
             v = views.batch(b)
             source = self.images
-            if self.randaugment is not None or self.cfg.shift:  # then cropped, flipped and mixed as drawn
+            if self.randaugment is not None or self.cfg.shift or self.cfg.strips > 1:  # then viewed as drawn
                 source, v = self._transformed(v.order, gen), replace(v, order=torch.arange(len(v.order)))
             x = apply_views(source, v)[share]
             logits = ensemble_logits(self.teachers, x, self.device, self.cfg.amp) if self.teachers else None
             yield x, logits, mixed_targets(self.labels, v, self.num_classes)[share]
 
     def _transformed(self, order: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """One batch's images, each RandAugmented and/or shifted by pad-and-crop, as network input."""
+        """One batch's images, each strip-shuffled, RandAugmented and/or shifted by pad-and-crop, as network
+        input."""
         shown = self.raw[order.cpu()]
+        if self.cfg.strips > 1:
+            shown = shuffle_strips(shown, self.cfg.strips, gen)
         if self.randaugment is not None:
             shown = torch.stack([self.randaugment(img) for img in shown])
         if self.cfg.shift:
