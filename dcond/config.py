@@ -358,6 +358,12 @@ class StudentConfig:
         if self.schedule_step not in SCHEDULE_STEPS:
             raise DcondError(f"--schedule-step must be one of {', '.join(SCHEDULE_STEPS)}")
 
+    @property
+    def transforms_images(self) -> bool:
+        """Each image is changed before its view is drawn (strips, RandAugment, shift): only where views are drawn
+        afresh, since a bank replays the views it stored."""
+        return self.strips > 1 or self.randaugment or self.shift > 0
+
 
 @dataclass
 class EvalConfig:

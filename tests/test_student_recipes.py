@@ -103,14 +103,20 @@ def test_sre2l_student_shifts_and_mixes_online_and_a_bank_refuses_what_it_did_no
     assert not (tmp_path / "bad").exists()
 
 
-def test_shifted_views_are_windows_of_the_images_in_a_black_frame(shared_teacher_images):
-    teacher, images = shared_teacher_images
+def _first_epoch_views(images, recipe: str, **settings) -> tuple[torch.Tensor, torch.Tensor, DatasetSpec]:
+    """The views of epoch 0 as `recipe` draws them online, unflipped and unmixed, with the uint8 images they
+    come from and their dataset."""
     art, data = open_artifact(images), load_all(ArtifactImages(images).split("train"))
-    cfg = student_config(images, "sre2l", teachers=[teacher], views={"flip": 0.0, "mix": "none"})
+    cfg = student_config(images, recipe, views={"flip": 0.0, "mix": "none"}, **settings)
     fresh = FreshViews(InputImages(data.images, art.dataset), data.labels, cfg, torch.device("cpu"), [],
                        art.dataset, data.images)
-    x = torch.cat([batch for batch, _, _ in fresh.epoch(0)])
-    framed = to_input(F.pad(data.images, (4,) * 4), art.dataset)  # black (0) before normalising, as torchvision
+    return torch.cat([batch for batch, _, _ in fresh.epoch(0)]), data.images, art.dataset
+
+
+def test_shifted_views_are_windows_of_the_images_in_a_black_frame(shared_teacher_images):
+    teacher, images = shared_teacher_images
+    x, raw, spec = _first_epoch_views(images, "sre2l", teachers=[teacher])
+    framed = to_input(F.pad(raw, (4,) * 4), spec)  # black (0) before normalising, as torchvision
     offsets = [next((i, j) for i in range(9) for j in range(9) for f in framed
                     if torch.allclose(view, f[:, i:i + 12, j:j + 12], atol=1e-5)) for view in x]
     assert len(x) == 24 and len(set(offsets)) > 5
@@ -118,12 +124,8 @@ def test_shifted_views_are_windows_of_the_images_in_a_black_frame(shared_teacher
 
 def test_strip_shuffled_views_are_the_images_with_halves_swapped(shared_teacher_images):
     teacher, images = shared_teacher_images
-    art, data = open_artifact(images), load_all(ArtifactImages(images).split("train"))
-    cfg = student_config(images, "rded", teachers=[teacher], strips=2, views={"flip": 0.0, "mix": "none"})
-    fresh = FreshViews(InputImages(data.images, art.dataset), data.labels, cfg, torch.device("cpu"), [],
-                       art.dataset, data.images)
-    x = torch.cat([batch for batch, _, _ in fresh.epoch(0)])
-    arrangements = [to_input(data.images.roll(shifts, dims), art.dataset)
+    x, raw, spec = _first_epoch_views(images, "rded", teachers=[teacher], strips=2)
+    arrangements = [to_input(raw.roll(shifts, dims), spec)
                     for shifts, dims in [(0, 2), (6, 3), (6, 2), ((6, 6), (2, 3))]]  # 12 pixels: halves of 6
     drawn = [next(k for k, a in enumerate(arrangements) for image in a if torch.allclose(view, image, atol=1e-5))
              for view in x]

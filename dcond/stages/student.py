@@ -145,7 +145,7 @@ class Replay:
         if stored is not None and cfg.epochs > stored and not cfg.wrap:
             raise DcondError(f"the bank holds {stored} epochs but --epochs is {cfg.epochs}; relabel with more "
                              "epochs, or pass --wrap to reuse its epochs cyclically")
-        if cfg.randaugment or cfg.shift or cfg.strips > 1:
+        if cfg.transforms_images:
             raise DcondError("a bank replays the views it stored: --randaugment, --shift and --strips are for "
                              "online (--teacher) or hard-label training")
         if cfg.batch_size and cfg.batch_size != bank.info["batch_size"]:
@@ -185,7 +185,7 @@ class FreshViews:
         for b in range(len(views)):
             v = views.batch(b)
             source = self.images
-            if self.randaugment is not None or self.cfg.shift or self.cfg.strips > 1:  # then viewed as drawn
+            if self.cfg.transforms_images:  # then cropped, flipped and mixed as drawn
                 source, v = self._transformed(v.order, gen), replace(v, order=torch.arange(len(v.order)))
             x = apply_views(source, v)[share]
             logits = ensemble_logits(self.teachers, x, self.device, self.cfg.amp) if self.teachers else None
