@@ -152,7 +152,8 @@ def ensemble_logits(models: list[nn.Module], x: torch.Tensor, device: torch.devi
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: ImageDataset, spec: DatasetSpec, device: torch.device,
              batch_size: int = 500) -> dict[str, Any]:
-    """Top-1, top-5 and per-class accuracy, and mean cross-entropy, of `model` on `dataset`."""
+    """Top-1, top-5 and per-class accuracy, and mean cross-entropy, of `model` on `dataset`, and the share of
+    each image's centre it was viewed on."""
     model.eval()
     k = min(5, spec.num_classes)
     # sums stay on the device until the end: reading one per batch would wait for the GPU every batch
@@ -172,5 +173,6 @@ def evaluate(model: nn.Module, dataset: ImageDataset, spec: DatasetSpec, device:
     if n == 0:
         raise DcondError("the evaluation set is empty")
     return {"top1": float(correct.sum() / n), f"top{k}": top_k / n, "loss": loss_sum / n, "samples": n,
+            "centre_crop": dataset.crop,
             "per_class": {name: float(correct[c] / seen[c]) if seen[c] else None
                           for c, name in enumerate(spec.classes)}}

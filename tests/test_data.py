@@ -4,13 +4,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
+from torchvision import transforms as T
 
 from conftest import make_image_folder
 from dcond.artifact import open_artifact
 from dcond.data import (DataOptions, check_same_split, load_eval_split, load_split, open_source, reopen, to_input,
                         to_uint8)
 from dcond.data.augment import random_crop_flip, random_shift, shuffle_strips
-from dcond.data.images import balanced_subset
+from dcond.data.images import balanced_subset, decode_image
+from dcond.engine import evaluate
 from dcond.errors import DcondError
 
 
@@ -127,6 +130,43 @@ def test_reopening_a_folder_for_its_artifact_keeps_the_recorded_normalisation_wi
     assert decoded == [] and source.spec == spec and reopened_opts.data == str(tiny_folder.resolve())
     open_source(opts)  # opened afresh: the normalisation is estimated on (here all 24) training images
     assert len(decoded) == 24
+
+
+def framed(path, side: int, frame: int) -> None:
+    """A black square image in a white frame `frame` pixels wide."""
+    img = np.full((side, side), 255, np.uint8)
+    img[frame:-frame, frame:-frame] = 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(path)
+
+
+def test_decoding_resizes_the_shorter_side_and_keeps_the_central_square_as_the_scripts_test(tmp_path):
+    framed(tmp_path / "f.png", 32, 4)
+    assert decode_image(tmp_path / "f.png", 1, 24, crop=0.75).max() == 0  # the frame is the outer eighth of a side
+    assert decode_image(tmp_path / "f.png", 1, 24)[0, 0].min() == 255
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 41, 3), dtype=np.uint8))
+    photo.save(tmp_path / "p.png")
+    for crop, test_view in ((1.0, T.Compose([T.Resize(24), T.CenterCrop(24)])),
+                            (0.75, T.Compose([T.Resize(32), T.CenterCrop(24)]))):  # ImageNet's is 256 -> 224
+        assert torch.equal(decode_image(tmp_path / "p.png", 3, 24, crop=crop), T.PILToTensor()(test_view(photo)))
+
+
+@pytest.mark.parametrize("size, crop", [(64, 1.0), (128, 224 / 256)])
+def test_imagenet_shaped_data_is_measured_on_the_centre_of_its_test_and_validation_images(tmp_path, size, crop):
+    for split in ("train", "test"):
+        for c in range(2):
+            for i in range(5):
+                framed(tmp_path / "d" / split / f"class_{c}" / f"{i}.png", size, size // 20)
+    opts = DataOptions(str(tmp_path / "d"))
+    _, train = load_split(opts, "train")
+    spec, split, test = load_eval_split(opts)
+    assert split == "test" and test.crop == crop and train.crop == 1.0
+    assert train.__getitems__(range(10))[0][:, :, 0].min() == 255
+    assert (test.__getitems__(range(10))[0][:, :, 0].min() == 255) == (crop == 1.0)  # the frame is cut off
+    _, _, validation = load_eval_split(DataOptions(str(tmp_path / "d"), validation=0.2))
+    assert validation.crop == crop
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(size * size, 2))
+    assert evaluate(model, test, spec, torch.device("cpu"))["centre_crop"] == crop
 
 
 def test_no_test_split_and_no_holdout_is_refused(tmp_path):

@@ -140,7 +140,7 @@ class RowImages(FileImages):
     files: EncodedImages
 
     def take(self, indices: torch.Tensor) -> "RowImages":
-        return RowImages(self.files.take(indices), self.labels[indices], self.channels, self.size)
+        return RowImages(self.files.take(indices), self.labels[indices], self.channels, self.size, crop=self.crop)
 
 
 class HFDataset(LabelledFiles):

@@ -1,11 +1,13 @@
 """Labelled image sets as uint8 tensors, batched loading, and the uint8 <-> network-input conversion."""
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
+from torchvision.transforms import functional as TF
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 
 from dcond.spec import DatasetSpec
@@ -17,6 +19,8 @@ Batch = tuple[torch.Tensor, torch.Tensor]  # uint8 images N×C×H×W, int64 labe
 
 class TensorImages(Dataset):
     """Images held in memory as one uint8 tensor N×C×H×W."""
+
+    crop = 1.0  # as they are: a share of the centre is kept only when files are decoded (`FileImages`)
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor):
         if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
@@ -39,43 +43,54 @@ class TensorImages(Dataset):
 
 class FileImages(Dataset):
     """Image files decoded on demand, centre-cropped to a square and resized to `size` (with `exact`, files that
-    must already be `size` pixels square: the images inside an artifact). `files`: paths, or any sequence of
-    files PIL opens (a Hugging Face dataset's encoded images, `dcond.data.hf`)."""
+    must already be `size` pixels square: the images inside an artifact). `crop`: the share of the square's side
+    kept around its centre (`centre_cropped`). `files`: paths, or any sequence of files PIL opens (a Hugging Face
+    dataset's encoded images, `dcond.data.hf`)."""
 
     def __init__(self, files: Sequence[Path | IO[bytes]], labels: torch.Tensor, channels: int, size: int,
-                 exact: bool = False):
+                 exact: bool = False, crop: float = 1.0):
         self.files, self.labels, self.channels, self.size = files, labels.long(), channels, size
-        self.exact = exact
+        self.exact, self.crop = exact, crop
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> Batch:
-        return decode_image(self.files[i], self.channels, self.size, self.exact), self.labels[i]
+        return self._decode(i), self.labels[i]
 
     def __getitems__(self, indices: Sequence[int]) -> Batch:
-        images = torch.stack([decode_image(self.files[i], self.channels, self.size, self.exact) for i in indices])
-        return images, self.labels[torch.as_tensor(indices)]
+        return torch.stack([self._decode(i) for i in indices]), self.labels[torch.as_tensor(indices)]
+
+    def _decode(self, i: int) -> torch.Tensor:
+        return decode_image(self.files[i], self.channels, self.size, self.exact, self.crop)
 
     def take(self, indices: torch.Tensor) -> "FileImages":
         return FileImages([self.files[i] for i in indices.tolist()], self.labels[indices], self.channels, self.size,
-                          self.exact)
+                          self.exact, self.crop)
+
+    def centre_cropped(self, crop: float) -> "FileImages":
+        """The same images, of which only the central `crop` of each side is kept before resizing."""
+        cropped = copy.copy(self)
+        cropped.crop = crop
+        return cropped
 
 
 ImageDataset = TensorImages | FileImages
 
 
-def decode_image(file: Path | IO[bytes], channels: int, size: int, exact: bool = False) -> torch.Tensor:
-    """A uint8 C×H×W image; a file whose header declares more pixels than PIL's bound (a decompression bomb)
-    is refused before it is decoded."""
+def decode_image(file: Path | IO[bytes], channels: int, size: int, exact: bool = False,
+                 crop: float = 1.0) -> torch.Tensor:
+    """A uint8 C×H×W image: the file's image resized to `size / crop` on its shorter side, and its central
+    `size`-pixel square (crop 0.875 at 224: Resize(256) -> CenterCrop(224)); a file whose header declares more pixels
+    than PIL's bound (a decompression bomb) is refused before it is decoded."""
     try:
         with Image.open(file) as img:
             if exact and img.size != (size, size):
                 raise DcondError(f"image {file} is {img.size[0]}×{img.size[1]} pixels; the artifact's images are "
                                  f"{size}×{size}")
             img = img.convert("L" if channels == 1 else "RGB")
-            if img.size != (size, size):
-                img = ImageOps.fit(img, (size, size), Image.Resampling.BILINEAR)
+            if img.size != (size, size) or crop < 1:
+                img = TF.center_crop(TF.resize(img, round(size / crop)), [size])
             data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:  # PIL's ways of saying "damaged"
         raise DcondError(f"cannot read image {file}: {e}") from None

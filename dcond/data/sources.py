@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Protocol
 
 from dcond.config import DataOptions
-from dcond.data.images import ImageDataset, balanced_subset
+from dcond.data.images import FileImages, ImageDataset, balanced_subset
+from dcond.recipes import recipe_for
 from dcond.spec import HELD_OUT, DatasetSpec, same_source
 from dcond.errors import DcondError
 from dcond.registry import Registry
@@ -21,6 +22,15 @@ class Source(Protocol):
 
 
 DATASETS: Registry = Registry("dataset")
+
+# Every ImageNet script of the methods (RDED, SRe2L, EDC, as torchvision's reference) tests on Resize(256) ->
+# CenterCrop(224): the central 87.5 % of the shorter side. Their small-data scripts test whole images.
+IMAGENET_TEST_CROP = 224 / 256
+
+
+def test_crop(spec: DatasetSpec) -> float:
+    """The share of each side of an image's centred square that a model is measured on."""
+    return IMAGENET_TEST_CROP if recipe_for(spec) == "imagenet" else 1.0
 
 
 def open_source(opts: DataOptions, recorded: DatasetSpec | None = None) -> Source:
@@ -62,13 +72,15 @@ def load_split(opts: DataOptions, split: str, source: Source | None = None) -> t
 
 def load_eval_split(opts: DataOptions, source: Source | None = None) -> tuple[DatasetSpec, str, ImageDataset]:
     """The split a model is measured on, with its name: a test split, a val folder, or images held out of the
-    training folder; never images the model was trained on."""
+    training folder; never images the model was trained on. Its images are viewed as `test_crop` says."""
     source = source or open_source(opts)
     if source.eval_split is None:
         raise DcondError(f"'{opts.data}' has no test split and --holdout 0 holds nothing out: there is nothing to "
                          "measure a model on that it was not trained on; pass --holdout F (e.g. 0.1), or give a "
                          "folder with train/ and test/ (or val/)")
     spec, dataset = load_split(opts, source.eval_split, source)
+    if isinstance(dataset, FileImages):  # images held in memory (the built-in sets) are small data, tested whole
+        dataset = dataset.centre_cropped(test_crop(spec))
     return spec, source.eval_split, dataset
 
 
