@@ -169,6 +169,36 @@ def test_imagenet_shaped_data_is_measured_on_the_centre_of_its_test_and_validati
     assert evaluate(model, test, spec, torch.device("cpu"))["centre_crop"] == crop
 
 
+def _decode_in_a_forked_child(files, expected, done):
+    torch.set_num_threads(1)  # as a DataLoader worker does: the parent's OpenMP threads are not in the child
+    done.value = torch.equal(files.__getitems__(range(len(files)))[0], expected)
+
+
+@pytest.mark.parametrize("repeat", range(3))  # threads: what can race is repeated
+def test_a_batch_of_files_is_decoded_by_threads_in_order_and_fails_on_a_damaged_file(tiny_folder, monkeypatch,
+                                                                                    repeat):
+    import multiprocessing
+
+    import dcond.data.images as images
+
+    monkeypatch.setattr(images, "DECODE_THREADS", 2)
+    monkeypatch.setattr(images, "_decoder_pools", {})
+    _, train = load_split(DataOptions(str(tiny_folder), image_size=12), "train")
+    serial = torch.stack([decode_image(f, 1, 12) for f in train.files])
+    batch, labels = train.__getitems__(range(len(train)))
+    assert images._decoder_pools and torch.equal(batch, serial) and torch.equal(labels, train.labels)
+    # a child forked after the pool was made has the pool's object but none of its threads: it makes its own
+    done = multiprocessing.get_context("fork").Value("b", False)
+    child = multiprocessing.get_context("fork").Process(target=_decode_in_a_forked_child, args=(train, serial, done),
+                                                        daemon=True)  # a hung child does not hold pytest's exit
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0 and done.value
+    train.files[5].write_bytes(b"not an image")
+    with pytest.raises(DcondError, match=f"cannot read image {train.files[5]}"):
+        train.__getitems__(range(len(train)))
+
+
 def test_no_test_split_and_no_holdout_is_refused(tmp_path):
     root = make_image_folder(tmp_path / "d")
     with pytest.raises(DcondError, match="nothing to measure a model on that it was not trained on"):

@@ -1,14 +1,16 @@
 """Labelled image sets as uint8 tensors, batched loading, and the uint8 <-> network-input conversion."""
 
 import copy
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
 import torch
 from PIL import Image
 from torchvision.transforms import functional as TF
-from torch.utils.data import BatchSampler, DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, get_worker_info
 
 from dcond.spec import DatasetSpec
 from dcond.distributed import world
@@ -59,7 +61,10 @@ class FileImages(Dataset):
         return self._decode(i), self.labels[i]
 
     def __getitems__(self, indices: Sequence[int]) -> Batch:
-        return torch.stack([self._decode(i) for i in indices]), self.labels[torch.as_tensor(indices)]
+        decoders = _decoders()
+        images = list(decoders.map(self._decode, indices)) if decoders and len(indices) > 1 else \
+            [self._decode(i) for i in indices]
+        return torch.stack(images), self.labels[torch.as_tensor(indices)]
 
     def _decode(self, i: int) -> torch.Tensor:
         return decode_image(self.files[i], self.channels, self.size, self.exact, self.crop)
@@ -76,6 +81,22 @@ class FileImages(Dataset):
 
 
 ImageDataset = TensorImages | FileImages
+
+DECODE_THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+_decoder_pools: dict[int, ThreadPoolExecutor] = {}  # by process: a forked child has the pool but not its threads
+
+
+def _decoders() -> ThreadPoolExecutor | None:
+    """Threads that decode one batch's files together: PIL lets go of the GIL while it decodes and resizes, so
+    every decoding loop (evaluation, the teacher's statistics, selection) uses the cores without worker
+    processes. None in a DataLoader worker, which is already one of several processes."""
+    if DECODE_THREADS == 1 or get_worker_info() is not None:
+        return None
+    pid = os.getpid()
+    if pid not in _decoder_pools:
+        _decoder_pools.clear()
+        _decoder_pools[pid] = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="dcond-decode")
+    return _decoder_pools[pid]
 
 
 def decode_image(file: Path | IO[bytes], channels: int, size: int, exact: bool = False,
