@@ -160,7 +160,7 @@ def test_imagenet_shaped_data_is_measured_on_the_centre_of_its_test_and_validati
     opts = DataOptions(str(tmp_path / "d"))
     _, train = load_split(opts, "train")
     spec, split, test = load_eval_split(opts)
-    assert split == "test" and test.crop == crop and train.crop == 1.0
+    assert split == "test" and test.crop == crop and train.crop == 1.0 and test.take(torch.tensor([1])).crop == crop
     assert train.__getitems__(range(10))[0][:, :, 0].min() == 255
     assert (test.__getitems__(range(10))[0][:, :, 0].min() == 255) == (crop == 1.0)  # the frame is cut off
     _, _, validation = load_eval_split(DataOptions(str(tmp_path / "d"), validation=0.2))

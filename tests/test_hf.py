@@ -5,13 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from conftest import TINY_MODEL, make_image_folder
 from dcond.artifact import class_folder, image_files, open_artifact
-from dcond.data import DataOptions, open_source, reopen
+from dcond.data import DataOptions, load_eval_split, open_source, reopen
 from dcond.data.images import balanced_subset
 from dcond.errors import DcondError
 from test_cli import one_error_line
@@ -97,6 +98,17 @@ def test_images_are_decoded_at_their_size_or_cropped_to_image_size(tmp_path):
     images, labels = source.split("train").__getitems__([0, 1, 2])
     assert source.spec.channels == 3 and images.shape == (3, 3, 8, 8) and labels.tolist() == [0, 1, 2]
     assert images[1].unique().tolist() == [200] and images[2, :, 4, 4].tolist() == [255, 0, 0]
+
+
+def test_test_rows_of_imagenet_shaped_data_are_measured_on_their_centre_in_any_subset_of_them(tmp_path):
+    framed = np.full((72, 72), 255, np.uint8)  # larger than 64 pixels: ImageNet's test view
+    framed[3:-3, 3:-3] = 0
+    rows = [Image.fromarray(framed)] * 6
+    datasets.DatasetDict({s: table(rows, [0, 1, 2] * 2) for s in ("train", "test")}).save_to_disk(tmp_path / "d")
+    _, split, test = load_eval_split(DataOptions(f"hf:{tmp_path / 'd'}", subset=3))
+    assert split == "test" and len(test) == 3 and test.crop == 224 / 256
+    assert test.__getitems__(range(3))[0].max() == 0  # the white frame is outside the central 87.5 %
+    assert test.take(torch.tensor([0, 2])).crop == test.crop
 
 
 def test_columns_are_found_by_their_feature_or_named(tmp_path):
