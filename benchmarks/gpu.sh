@@ -2,8 +2,8 @@
 # The GPU checks (docs/benchmarks.md, "GPU") in one time-boxed run. Each part has its own box, all share one budget
 # (GPU_BUDGET_S, default 580 s), and each writes to $OUT/gpu.log as it goes, so a part cut off leaves the others.
 # On the device machine, from the project root, after the setup line of ../shared/tools/prepare-gpu-run.sh:
-#   bash benchmarks/gpu.sh [PART ...]     (parts: install info cuda suite pipeline throughput costs
-# sre2l; default all, run in that order)
+#   bash benchmarks/gpu.sh [PART ...]     (parts: install info cuda suite pipeline throughput decode
+# costs sre2l; default all, run in that order)
 # The official SRe2L comparison needs its patched recover script in .gpu/sre2l (see docs/benchmarks.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,7 @@ mkdir -p "$OUT"
 LOG=$OUT/gpu.log
 START=$(date +%s)
 BUDGET=${GPU_BUDGET_S:-580}
-PARTS=${*:-install info cuda suite pipeline throughput costs sre2l}
+PARTS=${*:-install info cuda suite pipeline throughput decode costs sre2l}
 export PYTHONUNBUFFERED=1
 
 part() {  # part NAME SECONDS COMMAND...: COMMAND for at most SECONDS, less when the budget runs short
@@ -55,7 +55,8 @@ part cuda 60 python3 -m pytest -v -n 4 -p no:cacheprovider -rfE $TIMEOUT tests/t
 part suite 240 python3 -m pytest -v -n 14 -p no:cacheprovider -rfE $TIMEOUT --ignore=tests/test_cuda.py
 part pipeline 130 bash -c pipeline
 part throughput 120 bash -c "cd benchmarks && python3 throughput.py --epochs 48 --repeats 5"
+part decode 40 bash -c "cd benchmarks && python3 decode.py --images 1000 --repeats 3"
 part costs 150 bash -c "cd benchmarks && python3 stage_costs.py --repeats ${COST_REPEATS:-1} --iterations 10 30"
 part sre2l 30 bash -c "ITERS=40 bash .gpu/sre2l/run.sh"
 echo "=== done in $(($(date +%s) - START)) s" | tee -a "$LOG"
-grep -E '^(\||===|example pipeline|import |SRE2L|torch |CPU|NVIDIA|name|repeat|[0-9]+ (passed|failed)|FAILED|ERROR)|passed|failed' "$LOG" | tail -90
+grep -E '^(\||===|example pipeline|import |SRE2L|torch |CPU|NVIDIA|name|repeat|whole:|central|[0-9]+ (passed|failed)|FAILED|ERROR)|passed|failed' "$LOG" | tail -90
