@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import functional as TF
@@ -112,10 +113,11 @@ def decode_image(file: Path | IO[bytes], channels: int, size: int, exact: bool =
             img = img.convert("L" if channels == 1 else "RGB")
             if img.size != (size, size) or crop < 1:
                 img = TF.center_crop(TF.resize(img, round(size / crop)), [size])
-            data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+            pixels = np.asarray(img).reshape(size, size, channels)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:  # PIL's ways of saying "damaged"
         raise DcondError(f"cannot read image {file}: {e}") from None
-    return data.view(size, size, channels).permute(2, 0, 1).contiguous()
+    # numpy makes the channel-first copy: torch's may start OpenMP threads of its own in each decoding thread
+    return torch.from_numpy(pixels.transpose(2, 0, 1).copy())
 
 
 def load_all(dataset: ImageDataset) -> TensorImages:
