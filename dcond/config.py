@@ -29,6 +29,11 @@ STUDENT_LOSSES = ("kl", "kl-t2", "mse-ce")
 SCHEDULE_STEPS = ("batch", "epoch")
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 @dataclass
 class DataOptions:
     data: str = "fashion-mnist"

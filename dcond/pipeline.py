@@ -43,6 +43,7 @@ from typer.core import TyperCommand, TyperOption
 
 from dcond import __version__
 from dcond.artifact import MANIFEST, config_key, open_artifact
+from dcond.config import available_cores
 from dcond.errors import DcondError
 from dcond.log import info
 
@@ -298,8 +299,7 @@ def _stage_env(jobs: int) -> dict[str, str] | None:
     several times slower (docs/benchmarks.md, "dcond run --jobs on a CPU"). A thread count the user set is kept."""
     if jobs == 1 or "OMP_NUM_THREADS" in os.environ:
         return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return os.environ | {"OMP_NUM_THREADS": str(max(1, cores // jobs))}
+    return os.environ | {"OMP_NUM_THREADS": str(max(1, available_cores() // jobs))}
 
 
 def _run_task(stage: Stage, command: TyperCommand, input_path: str | None, args: dict[str, Any], cache: Path,

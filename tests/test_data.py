@@ -199,6 +199,15 @@ def test_a_batch_of_files_is_decoded_by_threads_in_order_and_fails_on_a_damaged_
         train.__getitems__(range(len(train)))
 
 
+@pytest.mark.parametrize("omp, threads", [("3", 3), ("32", 8), ("1,1", 1), ("", None), ("many", None)])
+def test_decoding_threads_are_the_process_share_of_the_cores(monkeypatch, omp, threads):
+    from dcond.config import available_cores
+    from dcond.data.images import decode_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", omp)  # torchrun sets 1 for each of several processes
+    assert decode_threads() == (threads or min(8, available_cores()))
+
+
 def test_no_test_split_and_no_holdout_is_refused(tmp_path):
     root = make_image_folder(tmp_path / "d")
     with pytest.raises(DcondError, match="nothing to measure a model on that it was not trained on"):

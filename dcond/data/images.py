@@ -14,6 +14,7 @@ from torchvision.transforms import functional as TF
 from torch.utils.data import BatchSampler, DataLoader, Dataset, get_worker_info
 
 from dcond.spec import DatasetSpec
+from dcond.config import available_cores
 from dcond.distributed import world
 from dcond.errors import DcondError
 
@@ -83,7 +84,16 @@ class FileImages(Dataset):
 
 ImageDataset = TensorImages | FileImages
 
-DECODE_THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def decode_threads() -> int:
+    """This process's share of the cores, at most 8: OMP_NUM_THREADS where it is set (torchrun sets 1 for each of
+    several processes, `dcond run --jobs` a share each), else every core it may run on."""
+    given = os.environ.get("OMP_NUM_THREADS", "").split(",")[0]
+    return min(8, int(given) if given.isdigit() and int(given) > 0 else available_cores())
+
+
+DECODE_THREADS = decode_threads()
 _decoder_pools: dict[int, ThreadPoolExecutor] = {}  # by process: a forked child has the pool but not its threads
 
 
