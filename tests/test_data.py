@@ -1,4 +1,5 @@
 import gzip
+import multiprocessing
 
 import numpy as np
 import pytest
@@ -9,10 +10,12 @@ from torchvision import transforms as T
 
 from conftest import make_image_folder
 from dcond.artifact import open_artifact
+from dcond.config import available_cores
 from dcond.data import (DataOptions, check_same_split, load_eval_split, load_split, open_source, reopen, to_input,
                         to_uint8)
+from dcond.data import images as data_images
 from dcond.data.augment import random_crop_flip, random_shift, shuffle_strips
-from dcond.data.images import balanced_subset, decode_image
+from dcond.data.images import balanced_subset, decode_image, decode_threads
 from dcond.engine import evaluate
 from dcond.errors import DcondError
 
@@ -177,16 +180,12 @@ def _decode_in_a_forked_child(files, expected, done):
 @pytest.mark.parametrize("repeat", range(3))  # threads: what can race is repeated
 def test_a_batch_of_files_is_decoded_by_threads_in_order_and_fails_on_a_damaged_file(tiny_folder, monkeypatch,
                                                                                     repeat):
-    import multiprocessing
-
-    import dcond.data.images as images
-
-    monkeypatch.setattr(images, "DECODE_THREADS", 2)
-    monkeypatch.setattr(images, "_decoder_pools", {})
+    monkeypatch.setattr(data_images, "DECODE_THREADS", 2)
+    monkeypatch.setattr(data_images, "_decoder_pools", {})
     _, train = load_split(DataOptions(str(tiny_folder), image_size=12), "train")
     serial = torch.stack([decode_image(f, 1, 12) for f in train.files])
     batch, labels = train.__getitems__(range(len(train)))
-    assert images._decoder_pools and torch.equal(batch, serial) and torch.equal(labels, train.labels)
+    assert data_images._decoder_pools and torch.equal(batch, serial) and torch.equal(labels, train.labels)
     # a child forked after the pool was made has the pool's object but none of its threads: it makes its own
     done = multiprocessing.get_context("fork").Value("b", False)
     child = multiprocessing.get_context("fork").Process(target=_decode_in_a_forked_child, args=(train, serial, done),
@@ -201,9 +200,6 @@ def test_a_batch_of_files_is_decoded_by_threads_in_order_and_fails_on_a_damaged_
 
 @pytest.mark.parametrize("omp, threads", [("3", 3), ("32", 8), ("1,1", 1), ("", None), ("many", None)])
 def test_decoding_threads_are_the_process_share_of_the_cores(monkeypatch, omp, threads):
-    from dcond.config import available_cores
-    from dcond.data.images import decode_threads
-
     monkeypatch.setenv("OMP_NUM_THREADS", omp)  # torchrun sets 1 for each of several processes
     assert decode_threads() == (threads or min(8, available_cores()))
 

@@ -85,7 +85,6 @@ class FileImages(Dataset):
 ImageDataset = TensorImages | FileImages
 
 
-
 def decode_threads() -> int:
     """This process's share of the cores, at most 8: OMP_NUM_THREADS where it is set (torchrun sets 1 for each of
     several processes, `dcond run --jobs` a share each), else every core it may run on."""
