@@ -25,12 +25,12 @@ DATASETS: Registry = Registry("dataset")
 
 # Every ImageNet script of the methods (RDED, SRe2L, EDC, as torchvision's reference) tests on Resize(256) ->
 # CenterCrop(224): the central 87.5 % of the shorter side. Their small-data scripts test whole images.
-IMAGENET_TEST_CROP = 224 / 256
+IMAGENET_EVAL_CROP = 224 / 256
 
 
-def test_crop(spec: DatasetSpec) -> float:
+def eval_crop(spec: DatasetSpec) -> float:
     """The share of each side of an image's centred square that a model is measured on."""
-    return IMAGENET_TEST_CROP if recipe_for(spec) == "imagenet" else 1.0
+    return IMAGENET_EVAL_CROP if recipe_for(spec) == "imagenet" else 1.0
 
 
 def open_source(opts: DataOptions, recorded: DatasetSpec | None = None) -> Source:
@@ -72,7 +72,7 @@ def load_split(opts: DataOptions, split: str, source: Source | None = None) -> t
 
 def load_eval_split(opts: DataOptions, source: Source | None = None) -> tuple[DatasetSpec, str, ImageDataset]:
     """The split a model is measured on, with its name: a test split, a val folder, or images held out of the
-    training folder; never images the model was trained on. Its images are viewed as `test_crop` says."""
+    training folder; never images the model was trained on. Its images are viewed as `eval_crop` says."""
     source = source or open_source(opts)
     if source.eval_split is None:
         raise DcondError(f"'{opts.data}' has no test split and --holdout 0 holds nothing out: there is nothing to "
@@ -80,7 +80,7 @@ def load_eval_split(opts: DataOptions, source: Source | None = None) -> tuple[Da
                          "folder with train/ and test/ (or val/)")
     spec, dataset = load_split(opts, source.eval_split, source)
     if isinstance(dataset, FileImages):  # images held in memory (the built-in sets) are small data, tested whole
-        dataset = dataset.centre_cropped(test_crop(spec))
+        dataset = dataset.centre_cropped(eval_crop(spec))
     return spec, source.eval_split, dataset
 
 
