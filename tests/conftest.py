@@ -76,6 +76,14 @@ def make_image_folder(root: Path, classes: int = 3, per_class: int = 8, size: in
     return root
 
 
+def framed_image(side: int, frame: int) -> Image.Image:
+    """A black grayscale square in a white frame `frame` pixels wide: whether a view keeps the frame shows how much
+    of the image's edge it cuts off."""
+    img = np.full((side, side), 255, np.uint8)
+    img[frame:-frame, frame:-frame] = 0
+    return Image.fromarray(img)
+
+
 @pytest.fixture
 def tiny_folder(tmp_path: Path) -> Path:
     """24 training images (root/train) and 12 test images (root/test) of 3 classes."""

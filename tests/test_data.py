@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms as T
 
-from conftest import make_image_folder
+from conftest import framed_image, make_image_folder
 from dcond.artifact import open_artifact
 from dcond.config import available_cores
 from dcond.data import (DataOptions, check_same_split, load_eval_split, load_split, open_source, reopen, to_input,
@@ -136,11 +136,8 @@ def test_reopening_a_folder_for_its_artifact_keeps_the_recorded_normalisation_wi
 
 
 def framed(path, side: int, frame: int) -> None:
-    """A black square image in a white frame `frame` pixels wide."""
-    img = np.full((side, side), 255, np.uint8)
-    img[frame:-frame, frame:-frame] = 0
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img).save(path)
+    framed_image(side, frame).save(path)
 
 
 def test_decoding_resizes_the_shorter_side_and_keeps_the_central_square_as_the_scripts_test(tmp_path):

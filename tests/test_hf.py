@@ -5,12 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY_MODEL, make_image_folder
+from conftest import TINY_MODEL, framed_image, make_image_folder
 from dcond.artifact import class_folder, image_files, open_artifact
 from dcond.data import DataOptions, load_eval_split, open_source, reopen
 from dcond.data.images import balanced_subset
@@ -101,9 +100,7 @@ def test_images_are_decoded_at_their_size_or_cropped_to_image_size(tmp_path):
 
 
 def test_test_rows_of_imagenet_shaped_data_are_measured_on_their_centre_in_any_subset_of_them(tmp_path):
-    framed = np.full((72, 72), 255, np.uint8)  # larger than 64 pixels: ImageNet's test view
-    framed[3:-3, 3:-3] = 0
-    rows = [Image.fromarray(framed)] * 6
+    rows = [framed_image(72, 3)] * 6  # larger than 64 pixels: ImageNet's test view
     datasets.DatasetDict({s: table(rows, [0, 1, 2] * 2) for s in ("train", "test")}).save_to_disk(tmp_path / "d")
     _, split, test = load_eval_split(DataOptions(f"hf:{tmp_path / 'd'}", subset=3))
     assert split == "test" and len(test) == 3 and test.crop == 224 / 256
