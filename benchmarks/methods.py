@@ -8,8 +8,8 @@ the test split untouched), and each method's time.
 Teachers: the benchmark teacher (ConvNet-64, 6 epochs, as benchmarks/teacher.py) labels and observes for every
 method; EDC also cycles observers of its CIFAR-10 script, each trained for one epoch as EDC's are (its squeeze
 script keeps only the first epoch's weights): by default the ConvNets (width 32, depth 1, depth 2, and width 128
-with instance norm); with --observers all also ResNet-18 (CIFAR stem), MobileNet-V2 and ShuffleNet-V2 0.5×
-(all of its eight but WRN-16-2, which dcond has no model for).
+with instance norm); with --observers all also the other four, in their CIFAR forms: ResNet-18, MobileNet-V2
+0.5×, WRN-16-2 and ShuffleNet-V2 0.5×, all eight of its CIFAR-10 script.
 
 Usage: .venv/bin/python benchmarks/methods.py [--ipc 10] [--seeds 3] [--epochs 300] [--methods ...]
        [--lowrank 1 2]  (also: each bank as rank-R factors per image, to compare selections at equal bank bytes)
@@ -41,8 +41,8 @@ TEACHER = ["train-teacher", "--model", "convnet", "--model-opt", "width=64", "--
 TEACHER_THREADS = 2
 OBSERVERS = {"w32": ["convnet", "width=32"], "d1": ["convnet", "depth=1"], "d2": ["convnet", "depth=2"],
              "w128-instance": ["convnet", "width=128", "norm=instance"]}  # name -> model and its options
-MORE_OBSERVERS = {"resnet18-cifar": ["resnet18-cifar"], "mobilenet-v2": ["tv:mobilenet_v2"],
-                  "shufflenet-v2": ["tv:shufflenet_v2_x0_5"]}  # with --observers all
+MORE_OBSERVERS = {"resnet18-cifar": ["resnet18-cifar"], "mobilenetv2-cifar": ["mobilenetv2-cifar"],
+                  "wrn-16-2": ["wrn"], "shufflenetv2-cifar": ["shufflenetv2-cifar"]}  # with --observers all
 # The teachers each author's student learns from online: RDED's and SRe2L's one teacher; the mean logits of EDC's
 # observers (its CIFAR-10 direct_train.py averages all eight; here the benchmark teacher and those chosen above).
 RECIPE_OBSERVERS = {"rded": False, "edc": True, "sre2l": False}  # recipe -> whether the observers teach too

@@ -16,6 +16,23 @@ def test_every_registered_model_builds_and_runs(name, in_chans, size):
     assert model(torch.randn(2, in_chans, size, size)).shape == (2, 7)
 
 
+@pytest.mark.parametrize("name, params, convs, bns, reduction", [
+    ("mobilenetv2-cifar", 697_546, 53, 53, 16), ("shufflenetv2-cifar", 351_466, 56, 56, 8),
+    ("wrn", 691_674, 16, 13, 4)])
+def test_small_image_zoo_is_edcs_observers(name, params, convs, bns, reduction):
+    """EDC's CIFAR observers MobileNetV2 (width 0.5), ShuffleNetV2_0_5 and WRN_16_2 at 3 channels, 10 classes and
+    32 pixels: the parameter and layer counts of EDC's model files (which, given the same weights, give the same
+    logits as these), and the width of the last feature map, 32 / reduction."""
+    model = create_model(ModelSpec(name, 3, 10, 32)).eval()
+    assert sum(p.numel() for p in model.parameters()) == params
+    convolutions = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert (len(convolutions), len(bn_layers(model))) == (convs, bns)
+    last = []
+    convolutions[-1].register_forward_hook(lambda module, args, out: last.append(out.shape[-1]))
+    model(torch.randn(1, 3, 32, 32))
+    assert last == [32 // reduction]
+
+
 @pytest.mark.parametrize("name", ["timm:resnet10t", "resnet10t", "tv:mobilenet_v3_small"])
 def test_timm_and_torchvision_models_resolve(name):
     model = create_model(ModelSpec(name, 1, 4, 32)).eval()
@@ -39,6 +56,8 @@ def test_convnet_norms(norm, has_bn):
     (ModelSpec("convnet", 1, 3, 28, {"norm": "layer"}), "norm 'layer'"),
     (ModelSpec("convnet", 1, 3, 8, {"depth": 4}), "too deep"),
     (ModelSpec("convnet", 1, 3, 28, {"colour": 1}), "cannot be built with options"),
+    (ModelSpec("wrn", 1, 3, 28, {"depth": 12}), "not 6n"),
+    (ModelSpec("shufflenetv2-cifar", 1, 3, 28, {"width": 0.75}), "width 0.75"),
 ])
 def test_bad_models_get_clear_errors(spec, message):
     with pytest.raises(DcondError, match=message):

@@ -34,9 +34,11 @@ Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 _TEACHER_HELP = "Teacher model artifact; repeat for several (their logits are averaged)."
 Teachers = Annotated[Optional[list[Path]], typer.Option("--teacher", help=_TEACHER_HELP)]
 RequiredTeachers = Annotated[list[Path], typer.Option("--teacher", help=_TEACHER_HELP)]
-ModelOpts = Annotated[Optional[list[str]], typer.Option("--model-opt", help="Model option KEY=VALUE, repeatable "
-                                                                            "(convnet: width, depth, norm).")]
-ModelName = Annotated[str, typer.Option("--model", help="convnet, resnet18-cifar, timm:NAME or tv:NAME.")]
+ModelOpts = Annotated[Optional[list[str]], typer.Option(
+    "--model-opt", help="Model option KEY=VALUE, repeatable (convnet: width, depth, norm; wrn: depth, widen; "
+                        "mobilenetv2-cifar, shufflenetv2-cifar: width).")]
+ModelName = Annotated[str, typer.Option("--model", help="convnet, resnet18-cifar, mobilenetv2-cifar, "
+                                                        "shufflenetv2-cifar, wrn, timm:NAME or tv:NAME.")]
 CropScale = Annotated[tuple[float, float], typer.Option("--crop-scale", help="Random-resized-crop area range "
                                                                              "(SRe2L 0.08 1, EDC 0.5 1).")]
 Flip = Annotated[float, typer.Option("--flip", help="Chance of a left-right flip.")]

@@ -8,7 +8,7 @@ from torch import nn
 from dcond.artifact import MANIFEST, Artifact, open_artifact, plain_tensor, read_tensors
 from dcond.errors import DcondError
 from dcond.validate import check_weights
-from dcond.models import convnet, resnet  # noqa: F401  (register the built-in models)
+from dcond.models import convnet, mobilenet, resnet, shufflenet, wrn  # noqa: F401  (register the built-in models)
 from dcond.models.external import published_weights
 from dcond.models.registry import MODELS, ModelSpec, create_model, parse_options
 
