@@ -7,15 +7,16 @@ the test split untouched), and each method's time.
 
 Teachers: the benchmark teacher (ConvNet-64, 6 epochs, as benchmarks/teacher.py) labels and observes for every
 method; EDC also cycles observers of its CIFAR-10 script, each trained for one epoch as EDC's are (its squeeze
-script keeps only the first epoch's weights): by default the ConvNets (width 32, depth 1, depth 2, and width 128
-with instance norm); with --observers all also the other four, in their CIFAR forms: ResNet-18, MobileNet-V2
-0.5×, WRN-16-2 and ShuffleNet-V2 0.5×, all eight of its CIFAR-10 script.
+script keeps only the first epoch's weights): by default the teacher and the ConvNets (width 32, depth 1, depth 2,
+and width 128 with instance norm), trained with dcond's teacher settings; with --observers edc the eight of its
+CIFAR-10 script alone, in their CIFAR forms (ResNet-18, ConvNet-W128, MobileNet-V2 0.5×, WRN-16-2, ShuffleNet-V2
+0.5×, ConvNet-D1, D2, W32), trained as its squeeze script trains them.
 
 Usage: .venv/bin/python benchmarks/methods.py [--ipc 10] [--seeds 3] [--epochs 300] [--methods ...]
        [--lowrank 1 2]  (also: each bank as rank-R factors per image, to compare selections at equal bank bytes)
        [--compress "prune 7% int4" ...]  (also: each bank in these forms of benchmarks/compress.py)
        [--init-from "select random"]  (synthesis from real images starts from that method's images, same seed)
-       [--validation 0.1] [--protocol defaults|tuned|rded|edc|sre2l] [--observers convnets|all]
+       [--validation 0.1] [--protocol defaults|tuned|rded|edc|sre2l] [--observers convnets|edc]
 A method may carry flags for an ablation: --methods "synthesize edc --iterations 25".
 Every step is kept under benchmarks/out/methods (methods-val0.1 with --validation 0.1) and skipped when run again
 (delete it to start afresh).
@@ -41,11 +42,17 @@ TEACHER = ["train-teacher", "--model", "convnet", "--model-opt", "width=64", "--
 TEACHER_THREADS = 2
 OBSERVERS = {"w32": ["convnet", "width=32"], "d1": ["convnet", "depth=1"], "d2": ["convnet", "depth=2"],
              "w128-instance": ["convnet", "width=128", "norm=instance"]}  # name -> model and its options
-MORE_OBSERVERS = {"resnet18-cifar": ["resnet18-cifar"], "mobilenetv2-cifar": ["mobilenetv2-cifar"],
-                  "wrn-16-2": ["wrn"], "shufflenetv2-cifar": ["shufflenetv2-cifar"]}  # with --observers all
+EDC_OBSERVERS = {"resnet18": ["resnet18-cifar"], "w128": ["convnet", "width=128", "norm=instance"],
+                 "mobilenetv2": ["mobilenetv2-cifar"], "wrn-16-2": ["wrn"], "shufflenetv2": ["shufflenetv2-cifar"],
+                 "d1": ["convnet", "depth=1"], "d2": ["convnet", "depth=2"], "w32": ["convnet", "width=32"]}
+# ... in the order its recover.py cycles them (--observers edc), trained as its squeeze/train.py trains them: SGD at a
+# constant 0.05 with momentum 0.9 (not Nesterov there; dcond's teacher has no flag for it), no weight decay, batches
+# of 64, plain cross-entropy, 4-pixel shifts and flips, the weights after the first epoch
+SQUEEZE = ["--epochs", 1, "--batch-size", 64, "--lr", 0.05, "--schedule", "constant", "--weight-decay", 0,
+           "--label-smoothing", 0, "--crop-pad", 4]
 # The teachers each author's student learns from online: RDED's and SRe2L's one teacher; the mean logits of EDC's
-# observers (its CIFAR-10 direct_train.py averages all eight; here the benchmark teacher and those chosen above).
-RECIPE_OBSERVERS = {"rded": False, "edc": True, "sre2l": False}  # recipe -> whether the observers teach too
+# observers (its CIFAR-10 direct_train.py averages all eight; here the observers its synthesis cycled).
+RECIPE_OBSERVERS = {"rded": False, "edc": True, "sre2l": False}  # recipe -> whether the observers teach
 SOURCES = {
     "select random": ["select", "--method", "random"],
     "select herding": ["select", "--method", "herding"],
@@ -64,7 +71,7 @@ class Setup:
     validation: float = 0.0  # > 0: the teachers hold this share of the training images out, and all measure on it
     protocol: str = "defaults"  # the common relabel and student settings: "defaults", or "tuned" (common.py's),
     # or an author's student recipe, a key of RECIPE_OBSERVERS (no bank)
-    observers: str = "convnets"  # EDC's observers besides the teacher: "convnets", or "all" (MORE_OBSERVERS too)
+    observers: str = "convnets"  # EDC's: the teacher and OBSERVERS ("convnets"), or EDC_OBSERVERS alone ("edc")
 
     @property
     def root(self) -> Path:
@@ -95,14 +102,15 @@ class Setup:
 
 
 def teachers(setup: Setup) -> tuple[str, list[str]]:
-    """The benchmark teacher and EDC's extra observers, trained once."""
+    """The benchmark teacher and EDC's observers (the models its synthesis cycles, in order), trained once."""
     teacher = step(setup.root / "teacher", *TEACHER, *setup.teacher_flags, threads=TEACHER_THREADS)
-    chosen = OBSERVERS | (MORE_OBSERVERS if setup.observers == "all" else {})
-    observers = [step(setup.root / f"observer-{name}", "train-teacher", "--model", model, "--epochs", 1,
+    chosen, prefix, flags = (EDC_OBSERVERS, "edc-observer", SQUEEZE) if setup.observers == "edc" else \
+        (OBSERVERS, "observer", ["--epochs", 1])
+    observers = [step(setup.root / f"{prefix}-{name}", "train-teacher", "--model", model, *flags,
                       *repeated("--model-opt", options), "--device", "cpu", *setup.teacher_flags,
                       threads=TEACHER_THREADS)
                  for name, (model, *options) in chosen.items()]
-    return teacher, observers
+    return teacher, observers if setup.observers == "edc" else [teacher, *observers]
 
 
 def compressed(labels: str, form: str, flags: list, epochs: int, seed: int, setup: Setup) -> tuple[float, int]:
@@ -134,18 +142,20 @@ def run(name: str, seed: int, ipc: int, epochs: int, teacher: str, observers: li
     source, flags = " ".join(words[:2]), words[2:]
     init_from = init_from if source == "synthesize edc" else None
     tag = tag_of(name, ipc, seed, init_from)
-    extra = repeated("--teacher", observers) if source == "synthesize edc" else []
-    observed = source == "synthesize edc" or (setup.recipe and RECIPE_OBSERVERS[setup.protocol])
-    tag += "-observers-all" if observed and setup.observers == "all" else ""
+    edc = source == "synthesize edc"
+    observed = edc or (setup.recipe and RECIPE_OBSERVERS[setup.protocol])
+    tag += "-observers-edc" if observed and setup.observers == "edc" else ""
+    extra = repeated("--teacher", observers[1:]) if edc else []
     if init_from:
         extra += ["--init", step(setup.root / tag_of(init_from, ipc, seed), *SOURCES[init_from], teacher,
                                  "--ipc", ipc, "--seed", seed)]
     t0 = time.perf_counter()
-    images = step(setup.root / tag, *SOURCES[source], teacher, *extra, *flags, "--ipc", ipc, "--seed", seed)
+    images = step(setup.root / tag, *SOURCES[source], observers[0] if edc else teacher, *extra, *flags,
+                  "--ipc", ipc, "--seed", seed)
     seconds = first_time(setup.root / "times.json", tag, time.perf_counter() - t0)
     tag += setup.suffix
     if setup.recipe:
-        teaching = [teacher, *(observers if RECIPE_OBSERVERS[setup.protocol] else [])]
+        teaching = observers if RECIPE_OBSERVERS[setup.protocol] else [teacher]
         student = step(setup.root / f"{tag}-student", "train-student", images, "--recipe", setup.protocol,
                        *repeated("--teacher", teaching), "--seed", seed)
         return Run(metrics(student)["top1"], seconds, images, student)
@@ -173,8 +183,8 @@ def main() -> None:
                         help="measure on this share of the training images, held out by the teachers")
     parser.add_argument("--protocol", choices=["defaults", "tuned", *RECIPE_OBSERVERS], default="defaults",
                         help="the common protocol, or an author's student recipe (its own epochs; --epochs unused)")
-    parser.add_argument("--observers", choices=["convnets", "all"], default="convnets",
-                        help="EDC's observers besides the teacher: the ConvNets, or all that dcond can build")
+    parser.add_argument("--observers", choices=["convnets", "edc"], default="convnets",
+                        help="EDC's observers: the teacher and four ConvNets, or the eight of EDC's CIFAR-10 script")
     args = parser.parse_args()
     setup = Setup(args.validation, args.protocol, args.observers)
     if setup.recipe and (args.lowrank or args.compress):
