@@ -42,12 +42,13 @@ TEACHER = ["train-teacher", "--model", "convnet", "--model-opt", "width=64", "--
 TEACHER_THREADS = 2
 OBSERVERS = {"w32": ["convnet", "width=32"], "d1": ["convnet", "depth=1"], "d2": ["convnet", "depth=2"],
              "w128-instance": ["convnet", "width=128", "norm=instance"]}  # name -> model and its options
+# EDC's eight CIFAR-10 observers in the order its recover.py cycles them (--observers edc), trained as its
+# squeeze/train.py trains them: SGD at a constant 0.05 with momentum 0.9 (not Nesterov there; dcond's teacher has no
+# flag for it), no weight decay, batches of 64, plain cross-entropy, 4-pixel shifts and flips, the weights after the
+# first epoch
 EDC_OBSERVERS = {"resnet18": ["resnet18-cifar"], "w128": ["convnet", "width=128", "norm=instance"],
                  "mobilenetv2": ["mobilenetv2-cifar"], "wrn-16-2": ["wrn"], "shufflenetv2": ["shufflenetv2-cifar"],
                  "d1": ["convnet", "depth=1"], "d2": ["convnet", "depth=2"], "w32": ["convnet", "width=32"]}
-# ... in the order its recover.py cycles them (--observers edc), trained as its squeeze/train.py trains them: SGD at a
-# constant 0.05 with momentum 0.9 (not Nesterov there; dcond's teacher has no flag for it), no weight decay, batches
-# of 64, plain cross-entropy, 4-pixel shifts and flips, the weights after the first epoch
 SQUEEZE = ["--epochs", 1, "--batch-size", 64, "--lr", 0.05, "--schedule", "constant", "--weight-decay", 0,
            "--label-smoothing", 0, "--crop-pad", 4]
 # The teachers each author's student learns from online: RDED's and SRe2L's one teacher; the mean logits of EDC's
@@ -104,13 +105,14 @@ class Setup:
 def teachers(setup: Setup) -> tuple[str, list[str]]:
     """The benchmark teacher and EDC's observers (the models its synthesis cycles, in order), trained once."""
     teacher = step(setup.root / "teacher", *TEACHER, *setup.teacher_flags, threads=TEACHER_THREADS)
-    chosen, prefix, flags = (EDC_OBSERVERS, "edc-observer", SQUEEZE) if setup.observers == "edc" else \
+    edc = setup.observers == "edc"
+    chosen, prefix, flags = (EDC_OBSERVERS, "edc-observer", SQUEEZE) if edc else \
         (OBSERVERS, "observer", ["--epochs", 1])
     observers = [step(setup.root / f"{prefix}-{name}", "train-teacher", "--model", model, *flags,
                       *repeated("--model-opt", options), "--device", "cpu", *setup.teacher_flags,
                       threads=TEACHER_THREADS)
                  for name, (model, *options) in chosen.items()]
-    return teacher, observers if setup.observers == "edc" else [teacher, *observers]
+    return teacher, observers if edc else [teacher, *observers]
 
 
 def compressed(labels: str, form: str, flags: list, epochs: int, seed: int, setup: Setup) -> tuple[float, int]:
